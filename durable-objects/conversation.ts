@@ -1,0 +1,621 @@
+/**
+ * One Durable Object per end-user conversation. It is the single writer of the
+ * conversation's messages: inbound dedupe, sequence numbers, state changes and
+ * outbound delivery (retried from alarms) all happen here, in SQLite storage.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { storedConfigSchema, type StoredConfig } from "../lib/channels/config";
+import { sendCustom, sendTwilio, sendWhatsApp, type OutboundMessage, type SendResult } from "../lib/channels/outbound";
+import { newId } from "../lib/ids";
+import { openChannelSecrets } from "../workers/support/keyring";
+import type { ChannelType, ConversationStatus } from "../d1/schema";
+
+const SCHEMA_VERSION = 1;
+/** Delivery attempts before a message ends as `failed`. */
+export const MAX_SEND_ATTEMPTS = 8;
+/** WhatsApp only allows free-form replies within 24 hours of the user's last message. */
+const WHATSAPP_SERVICE_WINDOW_MS = 24 * 60 * 60 * 1000;
+const INDEX_RETRY_MS = 5_000;
+const MAX_SENDS_PER_ALARM = 25;
+
+/** A media reference as the provider reported it (nothing is downloaded here). */
+export interface MediaRef {
+  url?: string;
+  providerMediaId?: string;
+  contentType?: string;
+  filename?: string;
+}
+
+/** Everything needed to append one inbound message. */
+export interface IngestInput {
+  conversationId: string;
+  tenantId: string;
+  channelId: string;
+  channelType: ChannelType;
+  subjectHash: string;
+  /** Normalised address (`tel:+…`, `email:…`, `id:…`): kept only here, never in D1. */
+  address: string;
+  providerMessageId: string;
+  text: string;
+  media: MediaRef[];
+  receivedAt: number;
+  /** Origin providers reach us at, for status-callback URLs. */
+  publicOrigin: string;
+}
+
+export interface IngestResult {
+  duplicate: boolean;
+  seq: number;
+  messageId: string;
+}
+
+export type MessageDirection = "inbound" | "outbound";
+export type MessageAuthor = "end_user" | "agent" | "ai" | "system";
+export type MessageStatus = "received" | "queued" | "sent" | "delivered" | "read" | "failed";
+
+/** A message as the API shows it. */
+export interface MessageView {
+  id: string;
+  conversationId: string;
+  seq: number;
+  direction: MessageDirection;
+  author: MessageAuthor;
+  authorId: string | null;
+  text: string;
+  media: MediaRef[];
+  status: MessageStatus;
+  error: string | null;
+  providerMessageId: string | null;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Conversation state as the object knows it. */
+export interface ConversationView {
+  id: string;
+  tenantId: string;
+  channelId: string;
+  channelType: ChannelType;
+  address: string;
+  status: ConversationStatus;
+  messageCount: number;
+  createdAt: string;
+  lastActivityAt: string;
+  lastInboundAt: string | null;
+}
+
+export interface SendInput {
+  text: string;
+  author: Exclude<MessageAuthor, "end_user">;
+  authorId: string | null;
+  /** Client-supplied key: the same key twice returns the first message instead of sending again. */
+  idempotencyKey: string | null;
+  publicOrigin: string;
+}
+
+export type SendOutcome =
+  | { ok: true; created: boolean; message: MessageView }
+  | { ok: false; code: "not_found" | "outside_service_window"; message: string };
+
+export interface StatusUpdate {
+  /** Parley message id or the provider's id for it. */
+  messageId?: string;
+  providerMessageId?: string;
+  status: "sent" | "delivered" | "read" | "failed";
+  error?: string | null;
+}
+
+export interface ListOptions {
+  after?: number;
+  before?: number;
+  limit: number;
+  order: "asc" | "desc";
+}
+
+type Row = Record<string, SqlStorageValue>;
+
+const STATUS_RANK: Record<MessageStatus, number> = { received: 0, queued: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
+
+/** Backoff before attempt `n + 1` (n ≥ 1): 2 s, 4 s, 8 s … capped at 5 minutes, with ±20 % jitter. */
+export function sendBackoffMs(attempts: number): number {
+  const base = Math.min(300_000, 1000 * 2 ** attempts);
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+export class Conversation extends DurableObject<Env> {
+  #sql: SqlStorage;
+  #syncing: Promise<void> | null = null;
+  #channelCache: { at: number; value: Promise<LoadedChannel | null> } | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => {
+      this.#migrate();
+    });
+  }
+
+  // ---------------------------------------------------------------- RPC API
+
+  /**
+   * Appends an inbound message once per provider message id. Dedupe check,
+   * sequence number and append are one synchronous storage step.
+   */
+  async ingest(input: IngestInput): Promise<IngestResult> {
+    const result = this.ctx.storage.transactionSync((): IngestResult => {
+      this.#claimIdentity(input);
+      const existing = this.#sql
+        .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
+        .toArray()[0];
+      if (existing) return { duplicate: true, seq: Number(existing.seq), messageId: String(existing.id) };
+      const now = Date.now();
+      const seq = this.#nextSeq();
+      const id = newId("msg", now);
+      this.#sql.exec(
+        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, created_at, updated_at)
+         VALUES (?, ?, 'inbound', 'end_user', NULL, ?, ?, ?, 'received', 0, ?, ?)`,
+        seq,
+        id,
+        input.text,
+        JSON.stringify(input.media),
+        input.providerMessageId,
+        now,
+        now,
+      );
+      const status = this.#getMeta("status");
+      if (status === "closed") this.#setMeta("status", "open");
+      this.#setMeta("last_activity_at", String(now));
+      this.#setMeta("last_inbound_at", String(now));
+      this.#setMeta("public_origin", input.publicOrigin);
+      this.#bumpVersion();
+      return { duplicate: false, seq, messageId: id };
+    });
+    await this.#syncIndexSafely();
+    return result;
+  }
+
+  /** Queues an outbound message; delivery happens from the alarm, with retries. */
+  async send(input: SendInput): Promise<SendOutcome> {
+    const outcome = this.ctx.storage.transactionSync((): SendOutcome => {
+      if (!this.#getMeta("conversation_id")) return { ok: false, code: "not_found", message: "conversation not found" };
+      if (input.idempotencyKey) {
+        const existing = this.#sql.exec("SELECT * FROM messages WHERE client_key = ?", input.idempotencyKey).toArray()[0];
+        if (existing) return { ok: true, created: false, message: this.#view(existing) };
+      }
+      const channelType = this.#getMeta("channel_type");
+      if (channelType === "whatsapp_cloud" || channelType === "twilio_whatsapp") {
+        const lastInbound = Number(this.#getMeta("last_inbound_at") ?? 0);
+        if (Date.now() - lastInbound > WHATSAPP_SERVICE_WINDOW_MS) {
+          return {
+            ok: false,
+            code: "outside_service_window",
+            message: "WhatsApp allows free-form replies only within 24 hours of the user's last message",
+          };
+        }
+      }
+      const now = Date.now();
+      const seq = this.#nextSeq();
+      const id = newId("msg", now);
+      this.#sql.exec(
+        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, created_at, updated_at)
+         VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, ?, ?)`,
+        seq,
+        id,
+        input.author,
+        input.authorId,
+        input.text,
+        input.idempotencyKey,
+        now,
+        now,
+      );
+      this.#sql.exec("INSERT INTO outbox (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
+      this.#setMeta("last_activity_at", String(now));
+      this.#setMeta("public_origin", input.publicOrigin);
+      this.#bumpVersion();
+      const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).one();
+      return { ok: true, created: true, message: this.#view(row) };
+    });
+    if (outcome.ok && outcome.created) {
+      await this.#scheduleAlarm();
+      await this.#syncIndexSafely();
+    }
+    return outcome;
+  }
+
+  /** Changes the conversation's state (open, handoff, closed). */
+  async setStatus(status: ConversationStatus): Promise<ConversationView | null> {
+    const changed = this.ctx.storage.transactionSync(() => {
+      const current = this.#getMeta("status");
+      if (!current) return null;
+      if (current === status) return false;
+      this.#setMeta("status", status);
+      this.#setMeta("last_activity_at", String(Date.now()));
+      this.#bumpVersion();
+      return true;
+    });
+    if (changed === null) return null;
+    if (changed) await this.#syncIndexSafely();
+    return this.#conversationView();
+  }
+
+  /** The conversation's current state, or null if this object holds none. */
+  async getConversation(): Promise<ConversationView | null> {
+    return this.#conversationView();
+  }
+
+  /** Messages in sequence order, paged by sequence number. */
+  async listMessages(options: ListOptions): Promise<{ messages: MessageView[]; hasMore: boolean }> {
+    const limit = Math.max(1, Math.min(200, options.limit));
+    const clauses: string[] = [];
+    const params: SqlStorageValue[] = [];
+    if (options.after !== undefined) {
+      clauses.push("seq > ?");
+      params.push(options.after);
+    }
+    if (options.before !== undefined) {
+      clauses.push("seq < ?");
+      params.push(options.before);
+    }
+    const where = clauses.length ? `WHERE ${clauses.join(" AND ")}` : "";
+    const order = options.order === "desc" ? "DESC" : "ASC";
+    const rows = this.#sql.exec(`SELECT * FROM messages ${where} ORDER BY seq ${order} LIMIT ?`, ...params, limit + 1).toArray();
+    return { messages: rows.slice(0, limit).map((r) => this.#view(r)), hasMore: rows.length > limit };
+  }
+
+  /** Applies a provider delivery status; never moves a message backwards (delivered stays delivered). */
+  async applyStatus(update: StatusUpdate): Promise<{ applied: boolean }> {
+    const applied = this.ctx.storage.transactionSync(() => {
+      const row = update.messageId
+        ? this.#sql.exec("SELECT seq, status FROM messages WHERE id = ? AND direction = 'outbound'", update.messageId).toArray()[0]
+        : this.#sql
+            .exec("SELECT seq, status FROM messages WHERE provider_message_id = ? AND direction = 'outbound'", update.providerMessageId ?? "")
+            .toArray()[0];
+      if (!row) {
+        if (update.providerMessageId) {
+          // The status may beat the send response that tells us the provider id; keep it for then.
+          this.#sql.exec(
+            "INSERT OR REPLACE INTO early_status (provider_message_id, status, error, received_at) VALUES (?, ?, ?, ?)",
+            update.providerMessageId,
+            update.status,
+            update.error ?? null,
+            Date.now(),
+          );
+        }
+        return false;
+      }
+      return this.#advanceStatus(Number(row.seq), String(row.status) as MessageStatus, update.status, update.error ?? null);
+    });
+    return { applied };
+  }
+
+  /** Alarm: sync the D1 index if behind, then deliver due outbound messages in sequence order. */
+  override async alarm(): Promise<void> {
+    await this.#syncIndexSafely();
+    await this.#drainOutbox();
+    await this.#scheduleAlarm();
+  }
+
+  // ---------------------------------------------------------------- storage
+
+  #migrate(): void {
+    this.#sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    const version = Number(this.#getMeta("schema_version") ?? 0);
+    if (version >= SCHEMA_VERSION) return;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS messages (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        direction TEXT NOT NULL,
+        author TEXT NOT NULL,
+        author_id TEXT,
+        body TEXT NOT NULL,
+        media TEXT NOT NULL DEFAULT '[]',
+        provider_message_id TEXT,
+        status TEXT NOT NULL,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        client_key TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX IF NOT EXISTS messages_inbound_dedupe ON messages (provider_message_id) WHERE direction = 'inbound';
+      CREATE INDEX IF NOT EXISTS messages_outbound_provider ON messages (provider_message_id) WHERE direction = 'outbound';
+      CREATE UNIQUE INDEX IF NOT EXISTS messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
+      CREATE TABLE IF NOT EXISTS outbox (
+        message_seq INTEGER PRIMARY KEY,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT
+      );
+      CREATE TABLE IF NOT EXISTS early_status (
+        provider_message_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        error TEXT,
+        received_at INTEGER NOT NULL
+      );
+    `);
+    this.#setMeta("schema_version", String(SCHEMA_VERSION));
+  }
+
+  #getMeta(key: string): string | null {
+    const row = this.#sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
+    return row ? String(row.value) : null;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+  }
+
+  #bumpVersion(): void {
+    this.#setMeta("version", String(Number(this.#getMeta("version") ?? 0) + 1));
+  }
+
+  #nextSeq(): number {
+    const row = this.#sql.exec("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM messages").one();
+    return Number(row.next);
+  }
+
+  /** Binds this object to its conversation on first contact; refuses anything else later. */
+  #claimIdentity(input: IngestInput): void {
+    const existing = this.#getMeta("conversation_id");
+    if (existing) {
+      if (existing !== input.conversationId || this.#getMeta("tenant_id") !== input.tenantId) {
+        throw new Error("conversation object identity mismatch");
+      }
+      return;
+    }
+    const now = String(Date.now());
+    this.#setMeta("conversation_id", input.conversationId);
+    this.#setMeta("tenant_id", input.tenantId);
+    this.#setMeta("channel_id", input.channelId);
+    this.#setMeta("channel_type", input.channelType);
+    this.#setMeta("subject_hash", input.subjectHash);
+    this.#setMeta("address", input.address);
+    this.#setMeta("status", "open");
+    this.#setMeta("created_at", now);
+  }
+
+  #view(row: Row): MessageView {
+    const media: unknown = JSON.parse(String(row.media ?? "[]"));
+    return {
+      id: String(row.id),
+      conversationId: this.#getMeta("conversation_id") ?? "",
+      seq: Number(row.seq),
+      direction: String(row.direction) as MessageDirection,
+      author: String(row.author) as MessageAuthor,
+      authorId: row.author_id === null ? null : String(row.author_id),
+      text: String(row.body),
+      media: Array.isArray(media) ? (media as MediaRef[]) : [],
+      status: String(row.status) as MessageStatus,
+      error: row.error === null ? null : String(row.error),
+      providerMessageId: row.provider_message_id === null ? null : String(row.provider_message_id),
+      attempts: Number(row.attempts),
+      createdAt: new Date(Number(row.created_at)).toISOString(),
+      updatedAt: new Date(Number(row.updated_at)).toISOString(),
+    };
+  }
+
+  #conversationView(): ConversationView | null {
+    const id = this.#getMeta("conversation_id");
+    if (!id) return null;
+    const count = this.#sql.exec("SELECT COUNT(*) AS n FROM messages").one();
+    const lastInbound = this.#getMeta("last_inbound_at");
+    return {
+      id,
+      tenantId: this.#getMeta("tenant_id") ?? "",
+      channelId: this.#getMeta("channel_id") ?? "",
+      channelType: (this.#getMeta("channel_type") ?? "custom") as ChannelType,
+      address: this.#getMeta("address") ?? "",
+      status: (this.#getMeta("status") ?? "open") as ConversationStatus,
+      messageCount: Number(count.n),
+      createdAt: new Date(Number(this.#getMeta("created_at") ?? 0)).toISOString(),
+      lastActivityAt: new Date(Number(this.#getMeta("last_activity_at") ?? 0)).toISOString(),
+      lastInboundAt: lastInbound ? new Date(Number(lastInbound)).toISOString() : null,
+    };
+  }
+
+  #advanceStatus(seq: number, current: MessageStatus, next: MessageStatus, error: string | null): boolean {
+    if (current === "failed" || STATUS_RANK[next] <= STATUS_RANK[current]) return false;
+    this.#sql.exec(
+      "UPDATE messages SET status = ?, error = COALESCE(?, error), updated_at = ? WHERE seq = ?",
+      next,
+      next === "failed" ? (error ?? "provider_reported_failure") : null,
+      Date.now(),
+      seq,
+    );
+    if (next === "failed") this.#sql.exec("DELETE FROM outbox WHERE message_seq = ?", seq);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- D1 index
+
+  /** Pushes the conversation's index row to D1; a failure leaves the alarm to retry. */
+  async #syncIndexSafely(): Promise<void> {
+    try {
+      await this.#syncIndex();
+    } catch (err) {
+      console.error("conversation index sync failed; will retry", err instanceof Error ? err.message : String(err));
+      await this.#scheduleAlarm(Date.now() + INDEX_RETRY_MS);
+    }
+  }
+
+  async #syncIndex(): Promise<void> {
+    // Many concurrent callers share one in-flight push; the loop covers versions written meanwhile.
+    while (Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0)) {
+      if (this.#syncing) {
+        await this.#syncing;
+        continue;
+      }
+      this.#syncing = this.#pushIndex().finally(() => {
+        this.#syncing = null;
+      });
+      await this.#syncing;
+    }
+  }
+
+  async #pushIndex(): Promise<void> {
+    const view = this.#conversationView();
+    if (!view) return;
+    const version = Number(this.#getMeta("version") ?? 0);
+    await this.env.DB.prepare(
+      `INSERT INTO conversations (id, tenant_id, channel_id, subject_hash, status, created_at, last_activity_at, message_count, version)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+       ON CONFLICT(id) DO UPDATE SET
+         status = excluded.status,
+         last_activity_at = excluded.last_activity_at,
+         message_count = excluded.message_count,
+         version = excluded.version
+       WHERE excluded.version > conversations.version`,
+    )
+      .bind(
+        view.id,
+        view.tenantId,
+        view.channelId,
+        this.#getMeta("subject_hash") ?? "",
+        view.status,
+        Date.parse(view.createdAt),
+        Date.parse(view.lastActivityAt),
+        view.messageCount,
+        version,
+      )
+      .run();
+    if (version > Number(this.#getMeta("index_version") ?? 0)) this.#setMeta("index_version", String(version));
+  }
+
+  // ---------------------------------------------------------------- outbound
+
+  async #scheduleAlarm(at?: number): Promise<void> {
+    const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
+    const indexBehind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
+    const candidates = [at, head ? Number(head.next_attempt_at) : undefined, indexBehind ? Date.now() + INDEX_RETRY_MS : undefined].filter(
+      (v): v is number => v !== undefined,
+    );
+    if (candidates.length === 0) return;
+    const next = Math.min(...candidates);
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > next) await this.ctx.storage.setAlarm(next);
+  }
+
+  /** Delivers due messages strictly in sequence order, so the user never sees replies out of order. */
+  async #drainOutbox(): Promise<void> {
+    for (let i = 0; i < MAX_SENDS_PER_ALARM; i++) {
+      const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
+      if (!head || Number(head.next_attempt_at) > Date.now()) return;
+      await this.#deliver(Number(head.message_seq));
+    }
+  }
+
+  async #deliver(seq: number): Promise<void> {
+    const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).toArray()[0];
+    if (!row || String(row.status) !== "queued") {
+      this.#sql.exec("DELETE FROM outbox WHERE message_seq = ?", seq);
+      return;
+    }
+    // Count the attempt before calling out: a crash mid-call still uses up an attempt.
+    const attempts = Number(row.attempts) + 1;
+    this.#sql.exec("UPDATE messages SET attempts = ?, updated_at = ? WHERE seq = ?", attempts, Date.now(), seq);
+    const result = await this.#callProvider(row);
+    this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      if (result.ok) {
+        this.#sql.exec(
+          "UPDATE messages SET status = 'sent', provider_message_id = ?, error = NULL, updated_at = ? WHERE seq = ?",
+          result.providerMessageId,
+          now,
+          seq,
+        );
+        this.#sql.exec("DELETE FROM outbox WHERE message_seq = ?", seq);
+        if (result.providerMessageId) {
+          const early = this.#sql.exec("SELECT status, error FROM early_status WHERE provider_message_id = ?", result.providerMessageId).toArray()[0];
+          if (early) {
+            this.#advanceStatus(seq, "sent", String(early.status) as MessageStatus, early.error === null ? null : String(early.error));
+            this.#sql.exec("DELETE FROM early_status WHERE provider_message_id = ?", result.providerMessageId);
+          }
+        }
+      } else if (result.retryable && attempts < MAX_SEND_ATTEMPTS) {
+        const wait = Math.max(result.retryAfterMs ?? 0, sendBackoffMs(attempts));
+        this.#sql.exec("UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE message_seq = ?", now + wait, result.reason, seq);
+        this.#sql.exec("UPDATE messages SET error = ?, updated_at = ? WHERE seq = ?", result.reason, now, seq);
+      } else {
+        const reason = result.retryable ? `${result.reason} (gave up after ${attempts} attempts)` : result.reason;
+        this.#sql.exec("UPDATE messages SET status = 'failed', error = ?, updated_at = ? WHERE seq = ?", reason, now, seq);
+        this.#sql.exec("DELETE FROM outbox WHERE message_seq = ?", seq);
+      }
+      this.#bumpVersion();
+    });
+  }
+
+  async #callProvider(row: Row): Promise<SendResult> {
+    let channel: LoadedChannel | null;
+    try {
+      channel = await this.#loadChannel();
+    } catch {
+      return { ok: false, retryable: true, reason: "channel_unavailable" };
+    }
+    if (!channel) return { ok: false, retryable: false, reason: "channel_deleted" };
+    const conversationId = this.#getMeta("conversation_id") ?? "";
+    const message: OutboundMessage = {
+      messageId: String(row.id),
+      conversationId,
+      channelId: channel.id,
+      to: this.#getMeta("address") ?? "",
+      text: String(row.body),
+      createdAt: Number(row.created_at),
+    };
+    const origin = this.env.PUBLIC_BASE_URL || this.#getMeta("public_origin") || "";
+    const options = {
+      twilioApiBase: this.env.TWILIO_API_BASE,
+      whatsappApiBase: this.env.WHATSAPP_API_BASE,
+      whatsappApiVersion: this.env.WHATSAPP_API_VERSION,
+      statusCallbackUrl: origin
+        ? `${origin.replace(/\/$/, "")}/webhooks/twilio/${channel.id}/status?conversation=${encodeURIComponent(conversationId)}&message=${encodeURIComponent(message.messageId)}`
+        : undefined,
+    };
+    switch (channel.type) {
+      case "twilio_sms":
+        return sendTwilio(message, channel.config, channel.secrets, false, options);
+      case "twilio_whatsapp":
+        return sendTwilio(message, channel.config, channel.secrets, true, options);
+      case "whatsapp_cloud":
+        return sendWhatsApp(message, channel.config, channel.secrets, options);
+      case "custom":
+        return sendCustom(message, channel.config, channel.secrets, options);
+      case "web_chat":
+        return { ok: true, providerMessageId: null, providerStatus: "sent" };
+    }
+  }
+
+  #loadChannel(): Promise<LoadedChannel | null> {
+    const now = Date.now();
+    if (!this.#channelCache || now - this.#channelCache.at > 60_000) {
+      const channelId = this.#getMeta("channel_id") ?? "";
+      const tenantId = this.#getMeta("tenant_id") ?? "";
+      const value = (async (): Promise<LoadedChannel | null> => {
+        const row = await this.env.DB.prepare(
+          "SELECT id, type, config, secrets FROM channels WHERE id = ? AND tenant_id = ? AND status = 'active'",
+        )
+          .bind(channelId, tenantId)
+          .first<{ id: string; type: ChannelType; config: string; secrets: string }>();
+        if (!row) return null;
+        return {
+          id: row.id,
+          type: row.type,
+          config: storedConfigSchema.parse(JSON.parse(row.config)),
+          secrets: await openChannelSecrets(this.env, row.id, row.secrets),
+        };
+      })();
+      value.catch(() => {
+        this.#channelCache = null;
+      });
+      this.#channelCache = { at: now, value };
+    }
+    return this.#channelCache.value;
+  }
+}
+
+interface LoadedChannel {
+  id: string;
+  type: ChannelType;
+  config: StoredConfig;
+  secrets: Awaited<ReturnType<typeof openChannelSecrets>>;
+}

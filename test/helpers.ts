@@ -1,0 +1,72 @@
+/** Test helpers for the in-workerd suites: real app, real D1, R2 and Durable Objects. */
+import { env, exports } from "cloudflare:workers";
+import { parleySignature } from "../lib/signatures";
+
+export const PLATFORM_KEY = "test-platform-admin-key-0123456789abcdef";
+export const BASE = "https://parley.test";
+
+/** Calls the Worker's fetch handler with an absolute URL on the test origin. */
+export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(BASE + path, init));
+}
+
+/** JSON request helper with an optional bearer key. */
+export function api(method: string, path: string, key?: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  const h: Record<string, string> = { ...headers };
+  if (key) h.authorization = `Bearer ${key}`;
+  if (body !== undefined) h["content-type"] = "application/json";
+  return call(path, { method, headers: h, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+}
+
+/** Parses a JSON response body without trusting its shape. */
+export async function json(res: Response): Promise<Record<string, unknown>> {
+  return (await res.json()) as Record<string, unknown>;
+}
+
+export interface Tenant {
+  tenantId: string;
+  ownerKey: string;
+}
+
+let counter = 0;
+
+/** Creates a fresh tenant through the operator API. */
+export async function createTenant(name = "Acme"): Promise<Tenant> {
+  counter += 1;
+  const res = await api("POST", "/v1/tenants", PLATFORM_KEY, { name, slug: `t-${Date.now().toString(36)}-${counter}-${Math.floor(Math.random() * 1e6)}` });
+  if (res.status !== 201) throw new Error(`tenant creation failed: ${res.status} ${await res.text()}`);
+  const body = (await res.json()) as { tenant: { id: string }; apiKey: { key: string } };
+  return { tenantId: body.tenant.id, ownerKey: body.apiKey.key };
+}
+
+/** Creates a key of `role` for the tenant. */
+export async function createKey(owner: string, role: "owner" | "admin" | "agent" | "viewer"): Promise<string> {
+  const res = await api("POST", "/v1/keys", owner, { name: `${role} key`, role });
+  if (res.status !== 201) throw new Error(`key creation failed: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { key: string }).key;
+}
+
+/** Creates a custom channel; returns its id and signing secret. */
+export async function createCustomChannel(owner: string, callbackUrl?: string): Promise<{ id: string; secret: string }> {
+  const res = await api("POST", "/v1/channels", owner, { type: "custom", name: "Custom", config: callbackUrl ? { callbackUrl } : {} });
+  if (res.status !== 201) throw new Error(`channel creation failed: ${res.status} ${await res.text()}`);
+  const body = (await res.json()) as { id: string; generatedSecrets: { signingSecret: string } };
+  return { id: body.id, secret: body.generatedSecrets.signingSecret };
+}
+
+/** Posts a signed custom-channel event. */
+export async function postCustom(channelId: string, secret: string, event: unknown, at = Math.floor(Date.now() / 1000)): Promise<Response> {
+  const body = JSON.stringify(event);
+  return call(`/webhooks/custom/${channelId}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-parley-signature": await parleySignature(secret, body, at) },
+    body,
+  });
+}
+
+/** Row counts of the tables a refused request must not touch. */
+export async function storeCounts(): Promise<{ conversations: number; security: number }> {
+  const c = await env.DB.prepare("SELECT COUNT(*) AS n FROM conversations").first<{ n: number }>();
+  const s = await env.DB.prepare("SELECT COUNT(*) AS n FROM security_log").first<{ n: number }>();
+  return { conversations: c?.n ?? 0, security: s?.n ?? 0 };
+}

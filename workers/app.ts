@@ -1,0 +1,84 @@
+/** The Hono application: middleware, feature routers, OpenAPI document and error mapping. */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { secureHeaders } from "hono/secure-headers";
+import { audit } from "./audit";
+import { channels } from "./channels";
+import { conversations } from "./conversations";
+import { keys } from "./keys";
+import { tenants } from "./tenants";
+import { customWebhooks } from "./webhooks/custom";
+import { twilioWebhooks } from "./webhooks/twilio";
+import { whatsappWebhooks } from "./webhooks/whatsapp";
+import type { AppEnv } from "./support/context";
+import { ApiError, errorBody, handleError, zodIssues } from "./support/errors";
+import type { Context, Next } from "hono";
+
+/** Largest JSON body the API accepts. */
+export const API_BODY_LIMIT = 1024 * 1024;
+/** Largest webhook body accepted (provider payloads are a few KB). */
+export const WEBHOOK_BODY_LIMIT = 256 * 1024;
+
+const tooLarge = (limit: number) => () => {
+  throw new ApiError(413, "payload_too_large", `request body exceeds ${limit} bytes`);
+};
+
+/** 415 for a /v1 request that carries a body which is not JSON. */
+async function jsonOnly(c: Context<AppEnv>, next: Next): Promise<void> {
+  const hasBody = (c.req.header("content-length") ?? "0") !== "0" || c.req.header("transfer-encoding") !== undefined;
+  if (hasBody && ["POST", "PUT", "PATCH", "DELETE"].includes(c.req.method)) {
+    const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+    if (type !== "application/json") throw new ApiError(415, "unsupported_media_type", "Content-Type must be application/json");
+  }
+  await next();
+}
+
+export const app = new OpenAPIHono<AppEnv>({
+  defaultHook: (result) => {
+    if (!result.success) throw new ApiError(400, "validation_error", "request is invalid", zodIssues(result.error));
+  },
+});
+
+app.use("*", secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" }));
+app.use("/v1/*", bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) }));
+app.use("/v1/*", jsonOnly);
+app.use("/webhooks/*", bodyLimit({ maxSize: WEBHOOK_BODY_LIMIT, onError: tooLarge(WEBHOOK_BODY_LIMIT) }));
+
+app.get("/health", async (c) => {
+  const d1 = await c.env.DB.prepare("SELECT 1 AS ok").first<{ ok: number }>().then(
+    (row) => row?.ok === 1,
+    () => false,
+  );
+  return c.json({ status: d1 ? "ok" : "degraded", checks: { d1 }, time: new Date().toISOString() }, d1 ? 200 : 503);
+});
+
+app.route("/v1/tenants", tenants);
+app.route("/v1/keys", keys);
+app.route("/v1/channels", channels);
+app.route("/v1/conversations", conversations);
+app.route("/v1/audit", audit);
+app.route("/webhooks/twilio", twilioWebhooks);
+app.route("/webhooks/whatsapp", whatsappWebhooks);
+app.route("/webhooks/custom", customWebhooks);
+
+app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+  type: "http",
+  scheme: "bearer",
+  description: "A tenant API key (`prly_…`), or the platform admin key for operator routes.",
+});
+
+app.doc31("/v1/openapi.json", (c) => ({
+  openapi: "3.1.0",
+  info: {
+    title: "Parley API",
+    version: "1.0.0",
+    description:
+      "Privacy-by-design conversation backend. Errors are `{ \"error\": { \"code\", \"message\" } }`. Webhook endpoints (/webhooks/…) are documented in the README.",
+  },
+  servers: [{ url: new URL(c.req.url).origin }],
+}));
+
+app.get("/docs", (c) => c.redirect("/docs/", 302));
+
+app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
+app.onError(handleError);

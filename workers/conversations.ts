@@ -1,0 +1,292 @@
+/** Conversations: list and read (tenant-scoped), reply as a human, hand off, close, reopen. */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { CONVERSATION_STATUSES, type ConversationStatus } from "../d1/schema";
+import type { ConversationView, MessageView } from "../durable-objects/conversation";
+import { auditStatement, keyAudit } from "./support/audit";
+import { requireApiKey, requireScope } from "./support/auth";
+import type { AppEnv, AuthContext } from "./support/context";
+import { ApiError, notFound } from "./support/errors";
+import { conversationStub } from "./support/ingest";
+import { bearerSecurity, createRouter, decodeCursor, encodeCursor, errorResponses, publicOrigin } from "./support/router";
+import { maskAddress, viewerText } from "./support/viewer";
+
+export const conversations = createRouter();
+conversations.use("*", requireApiKey);
+
+const MediaSchema = z.object({
+  url: z.string().optional(),
+  providerMediaId: z.string().optional(),
+  contentType: z.string().optional(),
+  filename: z.string().optional(),
+});
+
+const MessageSchema = z
+  .object({
+    id: z.string(),
+    conversationId: z.string(),
+    seq: z.number().int().openapi({ description: "Per-conversation sequence number, 1, 2, 3… without gaps" }),
+    direction: z.enum(["inbound", "outbound"]),
+    author: z.enum(["end_user", "agent", "ai", "system"]),
+    authorId: z.string().nullable(),
+    text: z.string(),
+    redacted: z.boolean().openapi({ description: "True when identifiers were masked because the key is a viewer" }),
+    media: z.array(MediaSchema),
+    status: z.enum(["received", "queued", "sent", "delivered", "read", "failed"]),
+    error: z.string().nullable(),
+    providerMessageId: z.string().nullable(),
+    attempts: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi("Message");
+
+const ConversationSchema = z
+  .object({
+    id: z.string(),
+    channelId: z.string(),
+    status: z.enum(CONVERSATION_STATUSES),
+    messageCount: z.number().int(),
+    createdAt: z.string(),
+    lastActivityAt: z.string(),
+  })
+  .openapi("ConversationSummary");
+
+const ConversationDetailSchema = ConversationSchema.extend({
+  channelType: z.string(),
+  address: z.string().openapi({ description: "The end user's address (masked for viewers)" }),
+  lastInboundAt: z.string().nullable(),
+}).openapi("Conversation");
+
+interface IndexRow {
+  id: string;
+  channel_id: string;
+  status: ConversationStatus;
+  message_count: number;
+  created_at: number;
+  last_activity_at: number;
+}
+
+function summary(row: IndexRow): z.infer<typeof ConversationSchema> {
+  return {
+    id: row.id,
+    channelId: row.channel_id,
+    status: row.status,
+    messageCount: row.message_count,
+    createdAt: new Date(row.created_at).toISOString(),
+    lastActivityAt: new Date(row.last_activity_at).toISOString(),
+  };
+}
+
+function detail(auth: AuthContext, view: ConversationView): z.infer<typeof ConversationDetailSchema> {
+  return {
+    id: view.id,
+    channelId: view.channelId,
+    channelType: view.channelType,
+    status: view.status,
+    messageCount: view.messageCount,
+    createdAt: view.createdAt,
+    lastActivityAt: view.lastActivityAt,
+    lastInboundAt: view.lastInboundAt,
+    address: auth.role === "viewer" ? maskAddress(view.address) : view.address,
+  };
+}
+
+function present(auth: AuthContext, message: MessageView): z.infer<typeof MessageSchema> {
+  if (auth.role !== "viewer") return { ...message, redacted: false };
+  return { ...message, text: viewerText(message.text), media: message.media.map((m) => ({ ...m, url: undefined })), redacted: true };
+}
+
+/** The conversation's object, after checking it belongs to the caller's tenant (404 otherwise). */
+async function ownedConversation(c: Context<AppEnv>, id: string) {
+  const auth = c.get("auth");
+  const row = await c.env.DB.prepare("SELECT id FROM conversations WHERE id = ? AND tenant_id = ?").bind(id, auth.tenantId).first();
+  if (!row) throw notFound("conversation");
+  return conversationStub(c.env, id);
+}
+
+const ListQuery = z.object({
+  status: z.enum(CONVERSATION_STATUSES).optional(),
+  channelId: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(512).optional(),
+});
+const listCursor = z.object({ t: z.number().int(), id: z.string().max(64) });
+
+conversations.openapi(
+  createRoute({
+    method: "get",
+    path: "/",
+    tags: ["Conversations"],
+    summary: "List conversations, most recent activity first",
+    security: bearerSecurity,
+    request: { query: ListQuery },
+    responses: {
+      200: {
+        description: "A page of conversations",
+        content: { "application/json": { schema: z.object({ data: z.array(ConversationSchema), nextCursor: z.string().nullable() }) } },
+      },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const query = c.req.valid("query");
+    const clauses = ["tenant_id = ?"];
+    const params: (string | number)[] = [auth.tenantId];
+    if (query.status) {
+      clauses.push("status = ?");
+      params.push(query.status);
+    }
+    if (query.channelId) {
+      clauses.push("channel_id = ?");
+      params.push(query.channelId);
+    }
+    if (query.cursor) {
+      const cursor = decodeCursor(query.cursor, listCursor);
+      clauses.push("(last_activity_at < ? OR (last_activity_at = ? AND id < ?))");
+      params.push(cursor.t, cursor.t, cursor.id);
+    }
+    const { results } = await c.env.DB.prepare(
+      `SELECT id, channel_id, status, message_count, created_at, last_activity_at FROM conversations
+       WHERE ${clauses.join(" AND ")} ORDER BY last_activity_at DESC, id DESC LIMIT ?`,
+    )
+      .bind(...params, query.limit + 1)
+      .all<IndexRow>();
+    const page = results.slice(0, query.limit);
+    const last = page[page.length - 1];
+    const nextCursor = results.length > query.limit && last ? encodeCursor({ t: last.last_activity_at, id: last.id }) : null;
+    return c.json({ data: page.map(summary), nextCursor }, 200);
+  },
+);
+
+const IdParam = z.object({ id: z.string().max(64) });
+
+conversations.openapi(
+  createRoute({
+    method: "get",
+    path: "/{id}",
+    tags: ["Conversations"],
+    summary: "Get a conversation",
+    security: bearerSecurity,
+    request: { params: IdParam },
+    responses: { 200: { description: "The conversation", content: { "application/json": { schema: ConversationDetailSchema } } }, ...errorResponses },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const view = await (await ownedConversation(c, c.req.valid("param").id)).getConversation();
+    if (!view) throw notFound("conversation");
+    return c.json(detail(auth, view), 200);
+  },
+);
+
+const MessagesQuery = z.object({
+  after: z.coerce.number().int().min(0).optional().openapi({ description: "Only messages with seq greater than this" }),
+  before: z.coerce.number().int().min(1).optional().openapi({ description: "Only messages with seq lower than this" }),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  order: z.enum(["asc", "desc"]).default("asc"),
+});
+
+conversations.openapi(
+  createRoute({
+    method: "get",
+    path: "/{id}/messages",
+    tags: ["Conversations"],
+    summary: "Read a conversation's messages (seq cursor)",
+    description: "Viewer keys receive text with identifiers masked.",
+    security: bearerSecurity,
+    request: { params: IdParam, query: MessagesQuery },
+    responses: {
+      200: {
+        description: "A page of messages",
+        content: { "application/json": { schema: z.object({ data: z.array(MessageSchema), hasMore: z.boolean(), nextCursor: z.string().nullable() }) } },
+      },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const query = c.req.valid("query");
+    const stub = await ownedConversation(c, c.req.valid("param").id);
+    const page = await stub.listMessages({
+      limit: query.limit,
+      order: query.order,
+      ...(query.after !== undefined ? { after: query.after } : {}),
+      ...(query.before !== undefined ? { before: query.before } : {}),
+    });
+    const last = page.messages[page.messages.length - 1];
+    const nextCursor = page.hasMore && last ? String(last.seq) : null;
+    return c.json({ data: page.messages.map((m) => present(auth, m)), hasMore: page.hasMore, nextCursor }, 200);
+  },
+);
+
+const SendBody = z.object({ text: z.string().trim().min(1).max(4096) }).strict();
+
+conversations.openapi(
+  createRoute({
+    method: "post",
+    path: "/{id}/messages",
+    tags: ["Conversations"],
+    summary: "Send a message as a human agent",
+    description:
+      "Queued and delivered through the conversation's channel, retried with backoff. Send an `Idempotency-Key` header to make retries of this call safe.",
+    security: bearerSecurity,
+    request: {
+      params: IdParam,
+      headers: z.object({ "idempotency-key": z.string().min(1).max(128).optional() }),
+      body: { required: true, content: { "application/json": { schema: SendBody } } },
+    },
+    responses: {
+      201: { description: "Queued", content: { "application/json": { schema: MessageSchema } } },
+      200: { description: "Already queued with this Idempotency-Key", content: { "application/json": { schema: MessageSchema } } },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:write");
+    const { id } = c.req.valid("param");
+    const stub = await ownedConversation(c, id);
+    const outcome = await stub.send({
+      text: c.req.valid("json").text,
+      author: "agent",
+      authorId: auth.keyId,
+      idempotencyKey: c.req.valid("header")["idempotency-key"] ?? null,
+      publicOrigin: publicOrigin(c.env, c.req.url),
+    });
+    if (!outcome.ok) {
+      if (outcome.code === "not_found") throw notFound("conversation");
+      throw new ApiError(409, "conflict", outcome.message);
+    }
+    if (outcome.created) await auditStatement(c.env.DB, keyAudit(auth, "message.sent", "conversation", id, { messageId: outcome.message.id })).run();
+    return c.json(present(auth, outcome.message), outcome.created ? 201 : 200);
+  },
+);
+
+const ActionBody = z.object({ reason: z.string().trim().max(500).optional() }).strict();
+
+function statusRoute(path: "handoff" | "close" | "reopen", status: ConversationStatus, summaryText: string) {
+  conversations.openapi(
+    createRoute({
+      method: "post",
+      path: `/{id}/${path}`,
+      tags: ["Conversations"],
+      summary: summaryText,
+      security: bearerSecurity,
+      request: { params: IdParam, body: { required: false, content: { "application/json": { schema: ActionBody } } } },
+      responses: { 200: { description: "New state", content: { "application/json": { schema: ConversationDetailSchema } } }, ...errorResponses },
+    }),
+    async (c) => {
+      const auth = requireScope(c, "conversations:write");
+      const { id } = c.req.valid("param");
+      const view = await (await ownedConversation(c, id)).setStatus(status);
+      if (!view) throw notFound("conversation");
+      const reason = c.req.valid("json")?.reason;
+      await auditStatement(c.env.DB, keyAudit(auth, `conversation.${path}`, "conversation", id, reason ? { reason } : undefined)).run();
+      return c.json(detail(auth, view), 200);
+    },
+  );
+}
+
+statusRoute("handoff", "handoff", "Hand the conversation to a human (the AI stays silent)");
+statusRoute("close", "closed", "Close the conversation (a new inbound message reopens it)");
+statusRoute("reopen", "open", "Reopen the conversation, or return it from a human to the AI");

@@ -1,0 +1,108 @@
+/** Shared webhook plumbing: channel lookup, routing inbound messages and statuses to conversation objects. */
+import { normalizeAddress } from "../../lib/addresses";
+import { storedConfigSchema, type StoredConfig, type StoredSecrets } from "../../lib/channels/config";
+import type { ChannelType } from "../../d1/schema";
+import type { IngestResult, MediaRef, StatusUpdate } from "../../durable-objects/conversation";
+import { logSecurityEvent } from "./audit";
+import { ApiError } from "./errors";
+import { conversationIdFor, openChannelSecrets, subjectHash, tenantHashKey } from "./keyring";
+
+/** A verified-to-exist, active channel with its decrypted secrets. */
+export interface WebhookChannel {
+  id: string;
+  tenantId: string;
+  type: ChannelType;
+  config: StoredConfig;
+  secrets: StoredSecrets;
+  hashKey: CryptoKey;
+}
+
+/** Loads an active channel of one of `types` (404 otherwise: unknown ids reveal nothing). */
+export async function loadWebhookChannel(env: Env, channelId: string, types: readonly ChannelType[]): Promise<WebhookChannel> {
+  if (!/^ch_[a-z2-7]{20,32}$/.test(channelId)) throw new ApiError(404, "not_found", "channel not found");
+  const row = await env.DB.prepare(
+    `SELECT c.id, c.tenant_id, c.type, c.config, c.secrets, t.hash_key FROM channels c JOIN tenants t ON t.id = c.tenant_id
+     WHERE c.id = ? AND c.status = 'active' AND t.status = 'active'`,
+  )
+    .bind(channelId)
+    .first<{ id: string; tenant_id: string; type: ChannelType; config: string; secrets: string; hash_key: string }>();
+  if (!row || !types.includes(row.type)) throw new ApiError(404, "not_found", "channel not found");
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    type: row.type,
+    config: storedConfigSchema.parse(JSON.parse(row.config)),
+    secrets: await openChannelSecrets(env, row.id, row.secrets),
+    hashKey: await tenantHashKey(env, row.tenant_id, row.hash_key),
+  };
+}
+
+/** Refuses a webhook: 401, and the only trace is a security-log line. */
+export async function rejectSignature(env: Env, channel: WebhookChannel, kind: string, reason: string): Promise<never> {
+  await logSecurityEvent(env.DB, { tenantId: channel.tenantId, channelId: channel.id, kind, reason });
+  throw new ApiError(401, "invalid_signature", "webhook signature is missing, invalid or expired");
+}
+
+/** The conversation object for an id. */
+export function conversationStub(env: Env, conversationId: string) {
+  return env.CONVERSATION.get(env.CONVERSATION.idFromName(conversationId));
+}
+
+/** One inbound message as a channel parser produced it. */
+export interface InboundMessage {
+  from: string;
+  providerMessageId: string;
+  text: string;
+  media: MediaRef[];
+}
+
+/** Resolves the subject and conversation for an inbound message and appends it (deduped in the object). */
+export async function ingestInbound(
+  env: Env,
+  channel: WebhookChannel,
+  origin: string,
+  message: InboundMessage,
+): Promise<IngestResult & { conversationId: string }> {
+  const address = normalizeAddress(message.from);
+  if (!address) throw new ApiError(400, "validation_error", "sender address is invalid", [{ path: "from", message: "not a usable address" }]);
+  const conversationId = await conversationIdFor(channel.hashKey, channel.id, address);
+  const result = await conversationStub(env, conversationId).ingest({
+    conversationId,
+    tenantId: channel.tenantId,
+    channelId: channel.id,
+    channelType: channel.type,
+    subjectHash: await subjectHash(channel.hashKey, address),
+    address,
+    providerMessageId: message.providerMessageId,
+    text: message.text,
+    media: message.media,
+    receivedAt: Date.now(),
+    publicOrigin: origin,
+  });
+  return { ...result, conversationId };
+}
+
+/**
+ * Applies a delivery status to a conversation that must already exist for this
+ * tenant and channel (a status never creates a conversation object).
+ */
+export async function applyStatus(
+  env: Env,
+  channel: WebhookChannel,
+  target: { conversationId?: string; address?: string },
+  update: StatusUpdate,
+): Promise<boolean> {
+  let conversationId = target.conversationId;
+  if (!conversationId && target.address) {
+    const address = normalizeAddress(target.address);
+    if (!address) return false;
+    conversationId = await conversationIdFor(channel.hashKey, channel.id, address);
+  }
+  if (!conversationId) return false;
+  const known = await env.DB.prepare("SELECT 1 FROM conversations WHERE id = ? AND tenant_id = ? AND channel_id = ?")
+    .bind(conversationId, channel.tenantId, channel.id)
+    .first();
+  if (!known) return false;
+  const { applied } = await conversationStub(env, conversationId).applyStatus(update);
+  return applied;
+}
