@@ -9,6 +9,7 @@ import { sendCustom, sendTwilio, sendWhatsApp, type OutboundMessage, type SendRe
 import { newId } from "../lib/ids";
 import { openChannelSecrets } from "../workers/support/keyring";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
+import { z } from "zod";
 
 const SCHEMA_VERSION = 1;
 /** Delivery attempts before a message ends as `failed`. */
@@ -114,6 +115,31 @@ export interface ListOptions {
 }
 
 type Row = Record<string, SqlStorageValue>;
+
+/** Identity of a web-chat visitor, passed by the Worker with the WebSocket upgrade. */
+export const webChatIdentitySchema = z.object({
+  conversationId: z.string(),
+  tenantId: z.string(),
+  channelId: z.string(),
+  subjectHash: z.string(),
+  address: z.string(),
+  publicOrigin: z.string(),
+});
+export type WebChatIdentity = z.infer<typeof webChatIdentitySchema>;
+
+/** Header the Worker uses to hand a verified identity to the object. */
+export const IDENTITY_HEADER = "x-parley-identity";
+
+const chatFrameSchema = z.object({
+  type: z.literal("message"),
+  /** Client-generated id: a resend after a dropped connection is stored once. */
+  id: z.string().min(8).max(64),
+  text: z.string().trim().min(1).max(4096),
+});
+
+/** Largest WebSocket frame a visitor may send. */
+const MAX_FRAME_BYTES = 16 * 1024;
+const HISTORY_ON_CONNECT = 50;
 
 const STATUS_RANK: Record<MessageStatus, number> = { received: 0, queued: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
 
@@ -294,6 +320,85 @@ export class Conversation extends DurableObject<Env> {
     await this.#syncIndexSafely();
     await this.#drainOutbox();
     await this.#scheduleAlarm();
+  }
+
+  /** WebSocket upgrade for the web-chat channel (hibernation API: idle sockets cost nothing). */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return Response.json({ error: { code: "bad_request", message: "expected a WebSocket upgrade" } }, { status: 426 });
+    }
+    const parsed = webChatIdentitySchema.safeParse(JSON.parse(request.headers.get(IDENTITY_HEADER) ?? "null"));
+    if (!parsed.success) return Response.json({ error: { code: "bad_request", message: "missing identity" } }, { status: 400 });
+    const known = this.#getMeta("conversation_id");
+    if (known && known !== parsed.data.conversationId) return Response.json({ error: { code: "forbidden", message: "wrong conversation" } }, { status: 403 });
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server, ["end_user"]);
+    server.serializeAttachment(parsed.data);
+    const history = known ? (await this.listMessages({ limit: HISTORY_ON_CONNECT, order: "desc" })).messages.reverse() : [];
+    server.send(JSON.stringify({ type: "history", conversationId: parsed.data.conversationId, messages: history.map(chatView) }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A visitor's frame: stored once per client message id, acknowledged, and shown on the visitor's other tabs. */
+  override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    const identity = webChatIdentitySchema.safeParse(ws.deserializeAttachment());
+    if (!identity.success) {
+      ws.close(1008, "no identity");
+      return;
+    }
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    if (typeof data !== "string" || size > MAX_FRAME_BYTES) {
+      ws.send(JSON.stringify({ type: "error", code: "payload_too_large", message: "frames must be text under 16 KB" }));
+      return;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(data);
+    } catch {
+      ws.send(JSON.stringify({ type: "error", code: "invalid_json", message: "frame is not JSON" }));
+      return;
+    }
+    const frame = chatFrameSchema.safeParse(json);
+    if (!frame.success) {
+      ws.send(JSON.stringify({ type: "error", code: "validation_error", message: frame.error.issues[0]?.message ?? "invalid frame" }));
+      return;
+    }
+    const result = await this.ingest({
+      ...identity.data,
+      channelType: "web_chat",
+      providerMessageId: `web:${frame.data.id}`,
+      text: frame.data.text,
+      media: [],
+      receivedAt: Date.now(),
+    });
+    const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", result.seq).one();
+    const message = chatView(this.#view(row));
+    ws.send(JSON.stringify({ type: "ack", clientId: frame.data.id, duplicate: result.duplicate, message }));
+    if (!result.duplicate) this.#broadcast({ type: "message", message }, ws);
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, "closing");
+    } catch {
+      // already closed
+    }
+  }
+
+  #broadcast(payload: unknown, except?: WebSocket): number {
+    const text = JSON.stringify(payload);
+    let delivered = 0;
+    for (const socket of this.ctx.getWebSockets("end_user")) {
+      if (socket === except) continue;
+      try {
+        socket.send(text);
+        delivered++;
+      } catch {
+        // a socket that is closing; it will be dropped
+      }
+    }
+    return delivered;
   }
 
   // ---------------------------------------------------------------- storage
@@ -519,7 +624,8 @@ export class Conversation extends DurableObject<Env> {
       const now = Date.now();
       if (result.ok) {
         this.#sql.exec(
-          "UPDATE messages SET status = 'sent', provider_message_id = ?, error = NULL, updated_at = ? WHERE seq = ?",
+          "UPDATE messages SET status = ?, provider_message_id = ?, error = NULL, updated_at = ? WHERE seq = ?",
+          result.providerStatus === "delivered" ? "delivered" : "sent",
           result.providerMessageId,
           now,
           seq,
@@ -580,8 +686,12 @@ export class Conversation extends DurableObject<Env> {
         return sendWhatsApp(message, channel.config, channel.secrets, options);
       case "custom":
         return sendCustom(message, channel.config, channel.secrets, options);
-      case "web_chat":
-        return { ok: true, providerMessageId: null, providerStatus: "sent" };
+      case "web_chat": {
+        const view = chatView(this.#view({ ...row, status: "sent" }));
+        const delivered = this.#broadcast({ type: "message", message: view });
+        // Not connected right now: the visitor gets it in the history on reconnect.
+        return { ok: true, providerMessageId: null, providerStatus: delivered > 0 ? "delivered" : "sent" };
+      }
     }
   }
 
@@ -611,6 +721,11 @@ export class Conversation extends DurableObject<Env> {
     }
     return this.#channelCache.value;
   }
+}
+
+/** What a web-chat visitor sees of a message: no internal ids, statuses or errors. */
+function chatView(message: MessageView) {
+  return { id: message.id, seq: message.seq, from: message.direction === "inbound" ? "you" : message.author, text: message.text, createdAt: message.createdAt };
 }
 
 interface LoadedChannel {

@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import { audit } from "./audit";
 import { channels } from "./channels";
+import { chat } from "./chat";
 import { conversations } from "./conversations";
 import { keys } from "./keys";
 import { tenants } from "./tenants";
@@ -39,7 +40,9 @@ export const app = new OpenAPIHono<AppEnv>({
   },
 });
 
-app.use("*", secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" }));
+const securityHeaders = secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" });
+// WebSocket upgrade responses come back from the Durable Object with immutable headers.
+app.use("*", (c, next) => (c.req.path.startsWith("/chat/") ? next() : securityHeaders(c, next)));
 app.use("/v1/*", bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) }));
 app.use("/v1/*", jsonOnly);
 app.use("/webhooks/*", bodyLimit({ maxSize: WEBHOOK_BODY_LIMIT, onError: tooLarge(WEBHOOK_BODY_LIMIT) }));
@@ -60,6 +63,7 @@ app.route("/v1/audit", audit);
 app.route("/webhooks/twilio", twilioWebhooks);
 app.route("/webhooks/whatsapp", whatsappWebhooks);
 app.route("/webhooks/custom", customWebhooks);
+app.route("/chat", chat);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
   type: "http",
