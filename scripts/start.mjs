@@ -171,7 +171,8 @@ function printSummary({ creds, channels }, createdVars) {
   log(`  Demo tenant:        ${creds.tenantId}`);
   log(`  Demo API key:       ${creds.apiKey}   (owner; send as "Authorization: Bearer …")`);
   log(`  Admin page:         ${origin}/admin/`);
-  log(`  Demo web chat:      ${origin}/`);
+  const webChat = channels.find((c) => c.type === "web_chat");
+  log(`  Demo web chat:      ${origin}/${webChat ? `?channel=${webChat.id}` : ""}`);
   log(`  API docs:           ${origin}/docs/`);
   log(`  OpenAPI document:   ${origin}/v1/openapi.json`);
   log("");
