@@ -1,0 +1,118 @@
+/**
+ * The README's first command: `npm start` on a fresh machine sets everything up,
+ * serves the pages, and is idempotent across restarts.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const root = resolve(import.meta.dirname, "..", "..");
+const work = mkdtempSync(join(tmpdir(), "parley-start-"));
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Runs scripts/start.mjs until it has seeded, then lets it stop wrangler; returns what it printed. */
+function runStart(port: number, exitAfterSeed: boolean): Promise<{ output: string; stop: () => void }> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [join(root, "scripts", "start.mjs")], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        PARLEY_STATE_DIR: join(work, "state"),
+        PARLEY_DEV_VARS: join(work, "vars", ".dev.vars"),
+        PARLEY_EXIT_AFTER_SEED: exitAfterSeed ? "1" : "0",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let output = "";
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`npm start did not finish seeding in 150 s:\n${output}`));
+    }, 150_000);
+    const stop = () => {
+      try {
+        process.kill(-(child.pid ?? 0), "SIGTERM");
+      } catch {
+        // gone
+      }
+    };
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (!exitAfterSeed && output.includes("Press Ctrl+C to stop.")) {
+        clearTimeout(timer);
+        resolveRun({ output, stop });
+      }
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (exitAfterSeed) {
+        if (code === 0) resolveRun({ output, stop });
+        else reject(new Error(`npm start exited ${code}:\n${output}`));
+      }
+    });
+  });
+}
+
+const field = (output: string, label: string) => new RegExp(`${label}:\\s+(\\S+)`).exec(output)?.[1] ?? "";
+
+let running: { stop: () => void } | null = null;
+
+afterAll(() => {
+  running?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("npm start", () => {
+  it("creates secrets, migrates, seeds a demo tenant, serves the pages, and is idempotent", async () => {
+    const port = await freePort();
+    const first = await runStart(port, true);
+    const varsFile = join(work, "vars", ".dev.vars");
+    expect(existsSync(varsFile)).toBe(true);
+    const vars = readFileSync(varsFile, "utf8");
+    expect(vars).toMatch(/^MASTER_KEY=[A-Za-z0-9+/]{43}=$/m);
+    expect(vars).toMatch(/^PLATFORM_ADMIN_KEY=padm_[0-9a-f]{48}$/m);
+    expect(vars).not.toContain("=<generated>");
+    const key = field(first.output, "Demo API key");
+    expect(key).toMatch(/^prly_[a-z2-7]{32}$/);
+    for (const type of ["web_chat", "custom", "twilio_sms", "whatsapp_cloud"]) expect(first.output).toContain(type);
+    expect(first.output).toContain(`http://127.0.0.1:${port}/docs/`);
+
+    // Second start: same tenant, same key, same channels; this time keep it running and use it.
+    const second = await runStart(port, false);
+    running = second;
+    expect(field(second.output, "Demo API key")).toBe(key);
+    expect(field(second.output, "Demo tenant")).toBe(field(first.output, "Demo tenant"));
+    expect(second.output.match(/webhooks\/custom\//g)).toHaveLength(1);
+
+    const base = `http://127.0.0.1:${port}`;
+    const channels = (await (await fetch(`${base}/v1/channels`, { headers: { authorization: `Bearer ${key}` } })).json()) as { data: { type: string }[] };
+    expect(channels.data.map((c) => c.type).sort()).toEqual(["custom", "twilio_sms", "web_chat", "whatsapp_cloud"]);
+    for (const path of ["/", "/admin/", "/docs/"]) {
+      const res = await fetch(base + path);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-security-policy")).toContain("default-src 'self'");
+      const html = await res.text();
+      expect(html).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)/);
+    }
+    const openapi = await fetch(`${base}/v1/openapi.json`);
+    expect(openapi.status).toBe(200);
+    second.stop();
+    running = null;
+  });
+});
