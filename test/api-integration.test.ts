@@ -247,7 +247,7 @@ describe("custom webhook ingest and conversations", () => {
   it("serves the OpenAPI document and health", async () => {
     const doc = (await json(await call("/v1/openapi.json"))) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toBe("3.1.0");
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/conversations", "/v1/conversations/{id}/messages", "/v1/channels", "/v1/keys", "/v1/tenants"]));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/webhooks/custom/{channelId}", "/webhooks/twilio/{channelId}", "/v1/conversations", "/v1/conversations/{id}/messages", "/v1/channels", "/v1/keys", "/v1/tenants"]));
     const health = await call("/health");
     expect(health.status).toBe(200);
   });

@@ -92,6 +92,13 @@ describe("Twilio webhook", () => {
     expect(bad.status).toBe(400);
     expect((await json(bad)).error).toMatchObject({ code: "validation_error" });
     expect((await storeCounts()).conversations).toBe(before.conversations);
+    const huge = await call(`/webhooks/twilio/${channel.id}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `Body=${"x".repeat(300 * 1024)}`,
+    });
+    expect(huge.status).toBe(413);
+    expect((await json(huge)).error).toMatchObject({ code: "payload_too_large" });
     expect((await call(`/webhooks/twilio/ch_${"a".repeat(26)}`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "" })).status).toBe(404);
   });
 });

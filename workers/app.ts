@@ -71,6 +71,25 @@ app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
   description: "A tenant API key (`prly_…`), or the platform admin key for operator routes.",
 });
 
+const webhookResponses = {
+  200: { description: "Accepted (duplicates are acknowledged and dropped)" },
+  401: { description: "Signature missing, invalid or older than 300 s; nothing stored" },
+  404: { description: "Unknown or deleted channel" },
+  413: { description: "Body over 256 KiB" },
+  415: { description: "Wrong content type" },
+};
+const channelParam = [{ name: "channelId", in: "path" as const, required: true, schema: { type: "string" as const } }];
+for (const [method, path, summary, description] of [
+  ["post", "/webhooks/twilio/{channelId}", "Twilio SMS / WhatsApp inbound message", "Form-encoded, verified with X-Twilio-Signature (HMAC-SHA1 over the public URL plus sorted params). Answers empty TwiML."],
+  ["post", "/webhooks/twilio/{channelId}/status", "Twilio delivery status callback", "Set by Parley as StatusCallback on every send; verified like inbound messages."],
+  ["get", "/webhooks/whatsapp/{channelId}", "WhatsApp Cloud API verification handshake", "Echoes hub.challenge when hub.mode=subscribe and hub.verify_token matches the channel's verify token."],
+  ["post", "/webhooks/whatsapp/{channelId}", "WhatsApp Cloud API notifications", "JSON, verified with X-Hub-Signature-256 (HMAC-SHA256 of the raw body with the app secret). Messages and statuses."],
+  ["post", "/webhooks/custom/{channelId}", "Custom signed webhook", "JSON event, verified with X-Parley-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">, 300 s tolerance."],
+  ["get", "/chat/{channelId}", "Web chat WebSocket", "Upgrade with ?session=<22–64 URL-safe chars> from an allowed Origin."],
+] as const) {
+  app.openAPIRegistry.registerPath({ method, path, tags: ["Webhooks"], summary, description, request: { params: undefined }, parameters: channelParam, responses: webhookResponses });
+}
+
 app.doc31("/v1/openapi.json", (c) => ({
   openapi: "3.1.0",
   info: {
