@@ -622,11 +622,16 @@ export class Conversation extends DurableObject<Env> {
     const result = await this.#callProvider(row);
     this.ctx.storage.transactionSync(() => {
       const now = Date.now();
+      // A status callback may have landed while we awaited the provider: never move a message backwards.
+      const current = String(this.#sql.exec("SELECT status FROM messages WHERE seq = ?", seq).one().status) as MessageStatus;
       if (result.ok) {
+        const target: MessageStatus = result.providerStatus === "delivered" ? "delivered" : "sent";
+        const next = current !== "queued" && STATUS_RANK[current] >= STATUS_RANK[target] ? current : target;
         this.#sql.exec(
-          "UPDATE messages SET status = ?, provider_message_id = ?, error = NULL, updated_at = ? WHERE seq = ?",
-          result.providerStatus === "delivered" ? "delivered" : "sent",
+          "UPDATE messages SET status = ?, provider_message_id = ?, error = CASE WHEN ? = 'failed' THEN error ELSE NULL END, updated_at = ? WHERE seq = ?",
+          next,
           result.providerMessageId,
+          next,
           now,
           seq,
         );
@@ -634,10 +639,13 @@ export class Conversation extends DurableObject<Env> {
         if (result.providerMessageId) {
           const early = this.#sql.exec("SELECT status, error FROM early_status WHERE provider_message_id = ?", result.providerMessageId).toArray()[0];
           if (early) {
-            this.#advanceStatus(seq, "sent", String(early.status) as MessageStatus, early.error === null ? null : String(early.error));
+            this.#advanceStatus(seq, next, String(early.status) as MessageStatus, early.error === null ? null : String(early.error));
             this.#sql.exec("DELETE FROM early_status WHERE provider_message_id = ?", result.providerMessageId);
           }
         }
+      } else if (current !== "queued") {
+        // The provider reported on this message meanwhile, so it did take it: do not resend.
+        this.#sql.exec("DELETE FROM outbox WHERE message_seq = ?", seq);
       } else if (result.retryable && attempts < MAX_SEND_ATTEMPTS) {
         const wait = Math.max(result.retryAfterMs ?? 0, sendBackoffMs(attempts));
         this.#sql.exec("UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE message_seq = ?", now + wait, result.reason, seq);
