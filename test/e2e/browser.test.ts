@@ -3,61 +3,29 @@
  * a visitor chats on the demo page, staff sign in to the admin page, see the
  * conversation and reply, and the reply reaches the visitor live.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, PROJECT_ROOT } from "./harness.ts";
+import { printedField, runStartScript, type StartedScript } from "./start-script.ts";
 
-const root = resolve(import.meta.dirname, "..", "..");
-const artifacts = join(root, "test-artifacts");
+const artifacts = join(PROJECT_ROOT, "test-artifacts");
 const work = mkdtempSync(join(tmpdir(), "parley-browser-"));
-let child: ChildProcess | null = null;
+let started: StartedScript | null = null;
 let browser: Browser | null = null;
 let base = "";
 let apiKey = "";
 let chatUrl = "";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 beforeAll(async () => {
   mkdirSync(artifacts, { recursive: true });
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const started = spawn(process.execPath, [join(root, "scripts", "start.mjs")], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), PARLEY_STATE_DIR: join(work, "state"), PARLEY_DEV_VARS: join(work, ".dev.vars") },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  child = started;
-  const output = await new Promise<string>((resolveOut, reject) => {
-    let text = "";
-    const timer = setTimeout(() => reject(new Error(`npm start did not come up:\n${text}`)), 150_000);
-    started.stdout?.on("data", (chunk: Buffer) => {
-      text += chunk.toString();
-      if (text.includes("Press Ctrl+C to stop.")) {
-        clearTimeout(timer);
-        resolveOut(text);
-      }
-    });
-    started.stderr?.on("data", (chunk: Buffer) => {
-      text += chunk.toString();
-    });
-    started.on("exit", (code) => reject(new Error(`npm start exited ${code}:\n${text}`)));
-  });
-  apiKey = /Demo API key:\s+(\S+)/.exec(output)?.[1] ?? "";
-  chatUrl = /Demo web chat:\s+(\S+)/.exec(output)?.[1] ?? "";
+  started = await runStartScript(port, work, false);
+  apiKey = printedField(started.output, "Demo API key");
+  chatUrl = printedField(started.output, "Demo web chat");
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
@@ -66,13 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  if (child?.pid) {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      // gone
-    }
-  }
+  started?.stop();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -2,74 +2,15 @@
  * The README's first command: `npm start` on a fresh machine sets everything up,
  * serves the pages, and is idempotent across restarts.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { freePort } from "./harness.ts";
+import { printedField as field, runStartScript } from "./start-script.ts";
 
-const root = resolve(import.meta.dirname, "..", "..");
 const work = mkdtempSync(join(tmpdir(), "parley-start-"));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
-/** Runs scripts/start.mjs until it has seeded, then lets it stop wrangler; returns what it printed. */
-function runStart(port: number, exitAfterSeed: boolean): Promise<{ output: string; stop: () => void }> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [join(root, "scripts", "start.mjs")], {
-      cwd: root,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        PARLEY_STATE_DIR: join(work, "state"),
-        PARLEY_DEV_VARS: join(work, "vars", ".dev.vars"),
-        PARLEY_EXIT_AFTER_SEED: exitAfterSeed ? "1" : "0",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
-    });
-    let output = "";
-    const timer = setTimeout(() => {
-      stop();
-      reject(new Error(`npm start did not finish seeding in 150 s:\n${output}`));
-    }, 150_000);
-    const stop = () => {
-      try {
-        process.kill(-(child.pid ?? 0), "SIGTERM");
-      } catch {
-        // gone
-      }
-    };
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (!exitAfterSeed && output.includes("Press Ctrl+C to stop.")) {
-        clearTimeout(timer);
-        resolveRun({ output, stop });
-      }
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (exitAfterSeed) {
-        if (code === 0) resolveRun({ output, stop });
-        else reject(new Error(`npm start exited ${code}:\n${output}`));
-      }
-    });
-  });
-}
-
-const field = (output: string, label: string) => new RegExp(`${label}:\\s+(\\S+)`).exec(output)?.[1] ?? "";
+const runStart = (port: number, exitAfterSeed: boolean) => runStartScript(port, work, exitAfterSeed);
 
 let running: { stop: () => void } | null = null;
 
