@@ -3,7 +3,7 @@
  * and no raw end-user identifiers are stored here: subjects appear only as
  * keyed hashes.
  */
-import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /** Key roles, from most to least privileged. */
 export const ROLES = ["owner", "admin", "agent", "viewer"] as const;
@@ -93,6 +93,8 @@ export const conversations = sqliteTable(
     messageCount: integer("message_count").notNull().default(0),
     /** Monotonic version from the conversation object; older updates never overwrite newer ones. */
     version: integer("version").notNull().default(0),
+    /** 1 once a special category of data (GDPR art. 9) was detected: AI hands off, viewers cannot read it. */
+    specialCategory: integer("special_category").notNull().default(0),
   },
   (t) => [
     index("conversations_tenant_activity_idx").on(t.tenantId, t.lastActivityAt, t.id),
@@ -130,4 +132,54 @@ export const securityLog = sqliteTable(
     createdAt: integer("created_at").notNull(),
   },
   (t) => [index("security_tenant_idx").on(t.tenantId, t.id)],
+);
+
+/** Question/answer entries the AI answers from (the `local` provider ranks them; `openai` gets the best ones). */
+export const knowledgeEntries = sqliteTable(
+  "knowledge_entries",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    question: text("question").notNull(),
+    answer: text("answer").notNull(),
+    position: integer("position").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("knowledge_tenant_idx").on(t.tenantId, t.position)],
+);
+
+/** Agent-health counters: outcomes and reason codes per tenant and day. No content, no identifiers. */
+export const agentHealth = sqliteTable(
+  "agent_health",
+  {
+    tenantId: text("tenant_id").notNull(),
+    day: text("day").notNull(),
+    outcome: text("outcome", { enum: ["sent", "suppressed", "skipped", "silence", "handoff"] }).notNull(),
+    reason: text("reason").notNull(),
+    count: integer("count").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.day, t.outcome, t.reason] })],
+);
+
+/** Random per-decision keys so an at-least-once retry never counts a decision twice (pruned after a week). */
+export const agentHealthKeys = sqliteTable(
+  "agent_health_keys",
+  {
+    key: text("key").primaryKey(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("agent_health_keys_created_idx").on(t.createdAt)],
+);
+
+/** AI provider calls per tenant and day, for the daily budget. */
+export const aiUsage = sqliteTable(
+  "ai_usage",
+  {
+    tenantId: text("tenant_id").notNull(),
+    day: text("day").notNull(),
+    calls: integer("calls").notNull().default(0),
+    /** Estimated provider tokens, for cost reporting. */
+    tokens: real("tokens").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.day] })],
 );

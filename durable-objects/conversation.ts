@@ -201,6 +201,27 @@ export class Conversation extends DurableObject<Env> {
     return result;
   }
 
+  /**
+   * Binds this object to a conversation the business starts (a campaign or a
+   * notification) before any inbound message exists. Idempotent.
+   */
+  async openOutbound(input: Omit<IngestInput, "providerMessageId" | "text" | "media" | "receivedAt">): Promise<ConversationView> {
+    const created = this.ctx.storage.transactionSync(() => {
+      const existed = this.#getMeta("conversation_id") !== null;
+      this.#claimIdentity({ ...input, providerMessageId: "", text: "", media: [], receivedAt: Date.now() });
+      this.#setMeta("public_origin", input.publicOrigin);
+      if (!existed) {
+        this.#setMeta("last_activity_at", String(Date.now()));
+        this.#bumpVersion();
+      }
+      return !existed;
+    });
+    if (created) await this.#syncIndexSafely();
+    const view = this.#conversationView();
+    if (!view) throw new Error("conversation identity missing after openOutbound");
+    return view;
+  }
+
   /** Queues an outbound message; delivery happens from the alarm, with retries. */
   async send(input: SendInput): Promise<SendOutcome> {
     const outcome = this.ctx.storage.transactionSync((): SendOutcome => {
