@@ -7,11 +7,24 @@ import { DurableObject } from "cloudflare:workers";
 import { storedConfigSchema, type StoredConfig } from "../lib/channels/config";
 import { sendCustom, sendTwilio, sendWhatsApp, type OutboundMessage, type SendResult } from "../lib/channels/outbound";
 import { newId } from "../lib/ids";
+import { rankKnowledge, type KnowledgeEntry } from "../lib/ai/knowledge";
+import { OpenAiProvider } from "../lib/ai/openai-provider";
+import { postModelDecision, preModelDecision, type Decision } from "../lib/ai/pipeline";
+import { LocalProvider, ProviderError, type AiProvider, type Turn } from "../lib/ai/providers";
+import { classifyIntent } from "../lib/ai/rules";
+import { effectiveProvider, parseSettings, type Settings } from "../lib/ai/settings";
+import { detectSpecialCategories, PlaceholderVault, redact } from "../lib/redact";
+import { randomToken } from "../lib/crypto";
 import { openChannelSecrets } from "../workers/support/keyring";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
+/** Provider attempts for one message before the pipeline hands off. */
+export const AI_MAX_ATTEMPTS = 3;
+const MAX_TASKS_PER_ALARM = 25;
+/** Knowledge entries loaded per decision (the whole base up to this size). */
+const MAX_KNOWLEDGE_ENTRIES = 500;
 /** Delivery attempts before a message ends as `failed`. */
 export const MAX_SEND_ATTEMPTS = 8;
 /** WhatsApp only allows free-form replies within 24 hours of the user's last message. */
@@ -68,6 +81,8 @@ export interface MessageView {
   error: string | null;
   providerMessageId: string | null;
   attempts: number;
+  /** Coarse intent label of an inbound message, when the intent feature is on. */
+  intent: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -84,6 +99,8 @@ export interface ConversationView {
   createdAt: string;
   lastActivityAt: string;
   lastInboundAt: string | null;
+  /** A special category of data (GDPR art. 9) was detected in this conversation. */
+  specialCategory: boolean;
 }
 
 export interface SendInput {
@@ -194,10 +211,13 @@ export class Conversation extends DurableObject<Env> {
       this.#setMeta("last_activity_at", String(now));
       this.#setMeta("last_inbound_at", String(now));
       this.#setMeta("public_origin", input.publicOrigin);
+      // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
+      this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
       this.#bumpVersion();
       return { duplicate: false, seq, messageId: id };
     });
     await this.#syncIndexSafely();
+    if (!result.duplicate) await this.#scheduleAlarm();
     return result;
   }
 
@@ -241,23 +261,7 @@ export class Conversation extends DurableObject<Env> {
           };
         }
       }
-      const now = Date.now();
-      const seq = this.#nextSeq();
-      const id = newId("msg", now);
-      this.#sql.exec(
-        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, created_at, updated_at)
-         VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, ?, ?)`,
-        seq,
-        id,
-        input.author,
-        input.authorId,
-        input.text,
-        input.idempotencyKey,
-        now,
-        now,
-      );
-      this.#sql.exec("INSERT INTO outbox (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
-      this.#setMeta("last_activity_at", String(now));
+      const seq = this.#queueOutbound(input.text, input.author, input.authorId, Date.now(), input.idempotencyKey);
       this.#setMeta("public_origin", input.publicOrigin);
       this.#bumpVersion();
       const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).one();
@@ -340,7 +344,28 @@ export class Conversation extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     await this.#syncIndexSafely();
     await this.#drainOutbox();
+    await this.#drainTasks();
+    await this.#reportHealth();
     await this.#scheduleAlarm();
+  }
+
+  /** A redacted summary of the conversation (placeholders stay), when the tenant has summaries on. */
+  async summarize(): Promise<{ ok: true; summary: string; provider: string; messages: number } | { ok: false; code: "not_found" | "feature_off" | "budget_exhausted" | "provider_failing" }> {
+    const tenantId = this.#getMeta("tenant_id");
+    if (!tenantId) return { ok: false, code: "not_found" };
+    const context = await this.#loadTenantContext(tenantId);
+    if (!context.settings.ai.summaries) return { ok: false, code: "feature_off" };
+    if (!(await this.#takeBudget(tenantId, context.settings))) return { ok: false, code: "budget_exhausted" };
+    const lastSeq = Number(this.#sql.exec("SELECT COALESCE(MAX(seq), 0) AS s FROM messages").one().s);
+    const turns = this.#redactedTurns(lastSeq, 50, context.defaultCountry);
+    const provider = this.#provider(context.settings, await this.#loadKnowledge(tenantId));
+    try {
+      const summary = await provider.summarize({ model: context.settings.model, turns });
+      // The summary is returned redacted: identifiers the model wrote out are masked too.
+      return { ok: true, summary: redact(summary, { defaultCountry: context.defaultCountry }).text, provider: provider.name, messages: turns.length };
+    } catch {
+      return { ok: false, code: "provider_failing" };
+    }
   }
 
   /** WebSocket upgrade for the web-chat channel (hibernation API: idle sockets cost nothing). */
@@ -428,6 +453,10 @@ export class Conversation extends DurableObject<Env> {
     this.#sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     const version = Number(this.#getMeta("schema_version") ?? 0);
     if (version >= SCHEMA_VERSION) return;
+    if (version >= 1) {
+      this.#migrateTo2();
+      return;
+    }
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         seq INTEGER PRIMARY KEY,
@@ -460,7 +489,31 @@ export class Conversation extends DurableObject<Env> {
         received_at INTEGER NOT NULL
       );
     `);
-    this.#setMeta("schema_version", String(SCHEMA_VERSION));
+    this.#setMeta("schema_version", "1");
+    this.#migrateTo2();
+  }
+
+  /** v2: the AI decision queue, the placeholder vault and intent labels. */
+  #migrateTo2(): void {
+    if (Number(this.#getMeta("schema_version") ?? 0) >= 2) return;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS tasks (
+        message_seq INTEGER PRIMARY KEY,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        outcome TEXT,
+        reason TEXT,
+        last_error TEXT,
+        health_key TEXT,
+        reported INTEGER NOT NULL DEFAULT 0,
+        decided_at INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (state, message_seq);
+      CREATE TABLE IF NOT EXISTS vault (placeholder TEXT PRIMARY KEY, original TEXT NOT NULL);
+      ALTER TABLE messages ADD COLUMN intent TEXT;
+    `);
+    this.#setMeta("schema_version", "2");
   }
 
   #getMeta(key: string): string | null {
@@ -516,6 +569,7 @@ export class Conversation extends DurableObject<Env> {
       error: row.error === null ? null : String(row.error),
       providerMessageId: row.provider_message_id === null ? null : String(row.provider_message_id),
       attempts: Number(row.attempts),
+      intent: row.intent === null || row.intent === undefined ? null : String(row.intent),
       createdAt: new Date(Number(row.created_at)).toISOString(),
       updatedAt: new Date(Number(row.updated_at)).toISOString(),
     };
@@ -537,6 +591,7 @@ export class Conversation extends DurableObject<Env> {
       createdAt: new Date(Number(this.#getMeta("created_at") ?? 0)).toISOString(),
       lastActivityAt: new Date(Number(this.#getMeta("last_activity_at") ?? 0)).toISOString(),
       lastInboundAt: lastInbound ? new Date(Number(lastInbound)).toISOString() : null,
+      specialCategory: this.#getMeta("special_category") === "1",
     };
   }
 
@@ -584,13 +639,14 @@ export class Conversation extends DurableObject<Env> {
     if (!view) return;
     const version = Number(this.#getMeta("version") ?? 0);
     await this.env.DB.prepare(
-      `INSERT INTO conversations (id, tenant_id, channel_id, subject_hash, status, created_at, last_activity_at, message_count, version)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+      `INSERT INTO conversations (id, tenant_id, channel_id, subject_hash, status, created_at, last_activity_at, message_count, version, special_category)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
        ON CONFLICT(id) DO UPDATE SET
          status = excluded.status,
          last_activity_at = excluded.last_activity_at,
          message_count = excluded.message_count,
-         version = excluded.version
+         version = excluded.version,
+         special_category = excluded.special_category
        WHERE excluded.version > conversations.version`,
     )
       .bind(
@@ -603,17 +659,244 @@ export class Conversation extends DurableObject<Env> {
         Date.parse(view.lastActivityAt),
         view.messageCount,
         version,
+        view.specialCategory ? 1 : 0,
       )
       .run();
     if (version > Number(this.#getMeta("index_version") ?? 0)) this.#setMeta("index_version", String(version));
+  }
+
+  // ---------------------------------------------------------------- AI pipeline
+
+  /** Decides pending messages strictly one at a time, in sequence order: provider calls never overlap. */
+  async #drainTasks(): Promise<void> {
+    for (let i = 0; i < MAX_TASKS_PER_ALARM; i++) {
+      const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
+      if (!head || Number(head.next_attempt_at) > Date.now()) return;
+      await this.#runTask(Number(head.message_seq));
+      await this.#drainOutbox();
+    }
+  }
+
+  async #runTask(seq: number): Promise<void> {
+    const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).toArray()[0];
+    const task = this.#sql.exec("SELECT attempts FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
+    if (!row || !task) {
+      this.#sql.exec("DELETE FROM tasks WHERE message_seq = ? AND state = 'pending'", seq);
+      return;
+    }
+    const tenantId = this.#getMeta("tenant_id") ?? "";
+    const attempts = Number(task.attempts);
+    let context: TenantContext;
+    try {
+      context = await this.#loadTenantContext(tenantId);
+    } catch (err) {
+      this.#retryTask(seq, attempts, err instanceof Error ? err.message : "control plane unavailable", false);
+      return;
+    }
+    const { settings } = context;
+    const text = String(row.body);
+    const special = detectSpecialCategories(text);
+    this.ctx.storage.transactionSync(() => {
+      if (settings.ai.intent && row.intent === null) this.#sql.exec("UPDATE messages SET intent = ? WHERE seq = ?", classifyIntent(text), seq);
+      if (special.length > 0 && this.#getMeta("special_category") !== "1") {
+        this.#setMeta("special_category", "1");
+        this.#bumpVersion();
+      }
+    });
+    const early = preModelDecision({
+      settings,
+      planStatus: context.planStatus,
+      conversationStatus: this.#getMeta("status") ?? "open",
+      text,
+      specialCategories: special,
+      restricted: false,
+      minorWithoutAuthorization: false,
+    });
+    if (early) {
+      await this.#finishTask(seq, early, settings);
+      return;
+    }
+    // The budget is charged once per message, not per retry of the same message.
+    if (attempts === 0 && !(await this.#takeBudget(tenantId, settings))) {
+      await this.#finishTask(seq, { outcome: "skipped", reason: "budget_exhausted" }, settings);
+      return;
+    }
+    const knowledge = await this.#loadKnowledge(tenantId);
+    const vault = this.#loadVault();
+    const turns = this.#redactedTurns(seq, settings.contextMessages, context.defaultCountry, vault);
+    const best = rankKnowledge(text, knowledge).ranked.slice(0, settings.knowledgeEntries).map((r) => r.entry);
+    const provider = this.#provider(settings, knowledge);
+    let decision: Decision;
+    try {
+      const result = await provider.reply({ persona: settings.persona, model: settings.model, turns, knowledge: best });
+      decision = postModelDecision({ settings, result, vault, knowledge: best, defaultCountry: context.defaultCountry });
+    } catch (err) {
+      const retryable = !(err instanceof ProviderError) || err.retryable;
+      if (retryable && attempts + 1 < AI_MAX_ATTEMPTS) {
+        this.#retryTask(seq, attempts, err instanceof Error ? err.message : "provider failed", true);
+        return;
+      }
+      decision = { outcome: "handoff", reason: "provider_failing" };
+    }
+    await this.#finishTask(seq, decision, settings);
+  }
+
+  #retryTask(seq: number, attempts: number, error: string, countsAsAttempt: boolean): void {
+    const next = attempts + (countsAsAttempt ? 1 : 0);
+    const wait = Math.min(60_000, 2_000 * 2 ** next);
+    this.#sql.exec("UPDATE tasks SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE message_seq = ?", next, Date.now() + wait, error.slice(0, 200), seq);
+  }
+
+  /** Records the outcome and queues what it sends, in one storage step (a retried alarm finds the task done). */
+  async #finishTask(seq: number, decision: Decision, settings: Settings): Promise<void> {
+    const queued = this.ctx.storage.transactionSync(() => {
+      const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
+      if (!pending) return false;
+      const now = Date.now();
+      this.#sql.exec(
+        "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ?",
+        decision.outcome,
+        decision.reason,
+        randomToken(16),
+        now,
+        seq,
+      );
+      let sends = false;
+      if (decision.outcome === "sent" && decision.replyText) {
+        this.#queueOutbound(decision.replyText, "ai", null, now);
+        sends = true;
+      }
+      if (decision.outcome === "handoff" && this.#getMeta("status") !== "handoff") {
+        this.#setMeta("status", "handoff");
+        if (settings.handoffMessage) {
+          this.#queueOutbound(settings.handoffMessage, "system", null, now);
+          sends = true;
+        }
+      }
+      this.#bumpVersion();
+      return sends;
+    });
+    if (queued) await this.#scheduleAlarm();
+    await this.#syncIndexSafely();
+  }
+
+  /** Appends an outbound message and its outbox entry (call inside a storage transaction). */
+  #queueOutbound(text: string, author: MessageAuthor, authorId: string | null, now: number, clientKey: string | null = null): number {
+    const seq = this.#nextSeq();
+    this.#sql.exec(
+      `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, created_at, updated_at)
+       VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, ?, ?)`,
+      seq,
+      newId("msg", now),
+      author,
+      authorId,
+      text,
+      clientKey,
+      now,
+      now,
+    );
+    this.#sql.exec("INSERT INTO outbox (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
+    this.#setMeta("last_activity_at", String(now));
+    return seq;
+  }
+
+  /** Pushes decided outcomes to the agent-health counters; a random key per decision makes the push idempotent. */
+  async #reportHealth(): Promise<void> {
+    const tenantId = this.#getMeta("tenant_id");
+    if (!tenantId) return;
+    const rows = this.#sql
+      .exec("SELECT message_seq, outcome, reason, health_key, decided_at FROM tasks WHERE state = 'done' AND reported = 0 ORDER BY message_seq LIMIT 50")
+      .toArray();
+    for (const row of rows) {
+      const day = new Date(Number(row.decided_at)).toISOString().slice(0, 10);
+      try {
+        await this.env.DB.batch([
+          this.env.DB.prepare("INSERT INTO agent_health_keys (key, created_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING").bind(String(row.health_key), Date.now()),
+          this.env.DB.prepare(
+            `INSERT INTO agent_health (tenant_id, day, outcome, reason, count) SELECT ?, ?, ?, ?, 1 WHERE changes() = 1
+             ON CONFLICT(tenant_id, day, outcome, reason) DO UPDATE SET count = count + 1`,
+          ).bind(tenantId, day, String(row.outcome), String(row.reason)),
+        ]);
+      } catch (err) {
+        console.error("agent-health push failed; will retry", err instanceof Error ? err.message : String(err));
+        return;
+      }
+      this.#sql.exec("UPDATE tasks SET reported = 1 WHERE message_seq = ?", Number(row.message_seq));
+    }
+  }
+
+  async #loadTenantContext(tenantId: string): Promise<TenantContext> {
+    const row = await this.env.DB.prepare(
+      "SELECT t.plan_status, t.default_country, s.data FROM tenants t LEFT JOIN settings s ON s.tenant_id = t.id WHERE t.id = ?",
+    )
+      .bind(tenantId)
+      .first<{ plan_status: string; default_country: string; data: string | null }>();
+    if (!row) throw new Error("tenant not found");
+    return { settings: parseSettings(row.data), planStatus: row.plan_status, defaultCountry: row.default_country };
+  }
+
+  /** Charges one provider call against today's budget; false when it is spent. */
+  async #takeBudget(tenantId: string, settings: Settings): Promise<boolean> {
+    const day = new Date().toISOString().slice(0, 10);
+    const [, update] = await this.env.DB.batch([
+      this.env.DB.prepare("INSERT INTO ai_usage (tenant_id, day, calls, tokens) VALUES (?, ?, 0, 0) ON CONFLICT DO NOTHING").bind(tenantId, day),
+      this.env.DB.prepare("UPDATE ai_usage SET calls = calls + 1 WHERE tenant_id = ? AND day = ? AND calls < ?").bind(tenantId, day, settings.dailyAiCallBudget),
+    ]);
+    return (update?.meta.changes ?? 0) === 1;
+  }
+
+  async #loadKnowledge(tenantId: string): Promise<KnowledgeEntry[]> {
+    const { results } = await this.env.DB.prepare("SELECT id, question, answer FROM knowledge_entries WHERE tenant_id = ? ORDER BY position LIMIT ?")
+      .bind(tenantId, MAX_KNOWLEDGE_ENTRIES)
+      .all<KnowledgeEntry>();
+    return results;
+  }
+
+  #provider(settings: Settings, knowledge: KnowledgeEntry[]): AiProvider {
+    const key = this.env.OPENAI_API_KEY ?? "";
+    if (effectiveProvider(settings, key !== "") === "openai" && key !== "") {
+      return new OpenAiProvider({ apiKey: key, baseURL: this.env.OPENAI_BASE_URL, timeoutMs: Number(this.env.AI_TIMEOUT_MS) || 20_000 });
+    }
+    return new LocalProvider(knowledge);
+  }
+
+  #loadVault(): PlaceholderVault {
+    const snapshot: Record<string, string> = {};
+    for (const row of this.#sql.exec("SELECT placeholder, original FROM vault")) snapshot[String(row.placeholder)] = String(row.original);
+    return new PlaceholderVault(snapshot);
+  }
+
+  /**
+   * The last `limit` messages up to `uptoSeq`, redacted with the conversation's
+   * vault so a value keeps its placeholder across messages and calls.
+   */
+  #redactedTurns(uptoSeq: number, limit: number, defaultCountry: string, vault = this.#loadVault()): Turn[] {
+    const rows = this.#sql
+      .exec("SELECT direction, body FROM messages WHERE seq <= ? ORDER BY seq DESC LIMIT ?", uptoSeq, limit)
+      .toArray()
+      .reverse();
+    const before = vault.size;
+    const turns = rows.map((r): Turn => ({
+      role: String(r.direction) === "inbound" ? "user" : "assistant",
+      content: redact(String(r.body), { vault, defaultCountry }).text,
+    }));
+    if (vault.size !== before) {
+      for (const [placeholder, original] of Object.entries(vault.toJSON())) {
+        this.#sql.exec("INSERT OR IGNORE INTO vault (placeholder, original) VALUES (?, ?)", placeholder, original);
+      }
+    }
+    return turns;
   }
 
   // ---------------------------------------------------------------- outbound
 
   async #scheduleAlarm(at?: number): Promise<void> {
     const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
+    const task = this.#sql.exec("SELECT next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
+    const unreported = this.#sql.exec("SELECT 1 FROM tasks WHERE state = 'done' AND reported = 0 LIMIT 1").toArray()[0];
     const indexBehind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
-    const candidates = [at, head ? Number(head.next_attempt_at) : undefined, indexBehind ? Date.now() + INDEX_RETRY_MS : undefined].filter(
+    const retryLater = indexBehind || unreported ? Date.now() + INDEX_RETRY_MS : undefined;
+    const candidates = [at, head ? Number(head.next_attempt_at) : undefined, task ? Number(task.next_attempt_at) : undefined, retryLater].filter(
       (v): v is number => v !== undefined,
     );
     if (candidates.length === 0) return;
@@ -755,6 +1038,12 @@ export class Conversation extends DurableObject<Env> {
 /** What a web-chat visitor sees of a message: no internal ids, statuses or errors. */
 function chatView(message: MessageView) {
   return { id: message.id, seq: message.seq, from: message.direction === "inbound" ? "you" : message.author, text: message.text, createdAt: message.createdAt };
+}
+
+interface TenantContext {
+  settings: Settings;
+  planStatus: string;
+  defaultCountry: string;
 }
 
 interface LoadedChannel {

@@ -30,12 +30,19 @@ export interface Tenant {
 
 let counter = 0;
 
-/** Creates a fresh tenant through the operator API. */
-export async function createTenant(name = "Acme"): Promise<Tenant> {
+/**
+ * Creates a fresh tenant through the operator API. Automatic AI replies are off
+ * unless `aiReplies` is true, so channel tests see only the traffic they cause.
+ */
+export async function createTenant(name = "Acme", options: { aiReplies?: boolean } = {}): Promise<Tenant> {
   counter += 1;
   const res = await api("POST", "/v1/tenants", PLATFORM_KEY, { name, slug: `t-${Date.now().toString(36)}-${counter}-${Math.floor(Math.random() * 1e6)}` });
   if (res.status !== 201) throw new Error(`tenant creation failed: ${res.status} ${await res.text()}`);
   const body = (await res.json()) as { tenant: { id: string }; apiKey: { key: string } };
+  if (!options.aiReplies) {
+    const patched = await api("PATCH", "/v1/settings", body.apiKey.key, { ai: { replies: false } });
+    if (patched.status !== 200) throw new Error(`settings update failed: ${patched.status} ${await patched.text()}`);
+  }
   return { tenantId: body.tenant.id, ownerKey: body.apiKey.key };
 }
 

@@ -36,6 +36,7 @@ const MessageSchema = z
     error: z.string().nullable(),
     providerMessageId: z.string().nullable(),
     attempts: z.number().int(),
+    intent: z.string().nullable().openapi({ description: "Coarse intent of an inbound message (intent feature)" }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -47,6 +48,7 @@ const ConversationSchema = z
     channelId: z.string(),
     status: z.enum(CONVERSATION_STATUSES),
     messageCount: z.number().int(),
+    specialCategory: z.boolean().openapi({ description: "Special categories of data were detected; viewers cannot read it" }),
     createdAt: z.string(),
     lastActivityAt: z.string(),
   })
@@ -63,6 +65,7 @@ interface IndexRow {
   channel_id: string;
   status: ConversationStatus;
   message_count: number;
+  special_category: number;
   created_at: number;
   last_activity_at: number;
 }
@@ -73,6 +76,7 @@ function summary(row: IndexRow): z.infer<typeof ConversationSchema> {
     channelId: row.channel_id,
     status: row.status,
     messageCount: row.message_count,
+    specialCategory: row.special_category === 1,
     createdAt: new Date(row.created_at).toISOString(),
     lastActivityAt: new Date(row.last_activity_at).toISOString(),
   };
@@ -85,6 +89,7 @@ function detail(auth: AuthContext, view: ConversationView): z.infer<typeof Conve
     channelType: view.channelType,
     status: view.status,
     messageCount: view.messageCount,
+    specialCategory: view.specialCategory,
     createdAt: view.createdAt,
     lastActivityAt: view.lastActivityAt,
     lastInboundAt: view.lastInboundAt,
@@ -97,11 +102,19 @@ function present(auth: AuthContext, message: MessageView): z.infer<typeof Messag
   return { ...message, text: viewerText(message.text), media: message.media.map((m) => ({ ...m, url: undefined })), redacted: true };
 }
 
-/** The conversation's object, after checking it belongs to the caller's tenant (404 otherwise). */
+/**
+ * The conversation's object, after checking it belongs to the caller's tenant
+ * (404 otherwise). Viewers cannot open conversations flagged with special categories.
+ */
 async function ownedConversation(c: Context<AppEnv>, id: string) {
   const auth = c.get("auth");
-  const row = await c.env.DB.prepare("SELECT id FROM conversations WHERE id = ? AND tenant_id = ?").bind(id, auth.tenantId).first();
+  const row = await c.env.DB.prepare("SELECT special_category FROM conversations WHERE id = ? AND tenant_id = ?")
+    .bind(id, auth.tenantId)
+    .first<{ special_category: number }>();
   if (!row) throw notFound("conversation");
+  if (row.special_category === 1 && auth.role === "viewer") {
+    throw new ApiError(403, "forbidden", "this conversation contains special categories of personal data; viewer keys cannot open it");
+  }
   return conversationStub(c.env, id);
 }
 
@@ -148,7 +161,7 @@ conversations.openapi(
       params.push(cursor.t, cursor.t, cursor.id);
     }
     const { results } = await c.env.DB.prepare(
-      `SELECT id, channel_id, status, message_count, created_at, last_activity_at FROM conversations
+      `SELECT id, channel_id, status, message_count, special_category, created_at, last_activity_at FROM conversations
        WHERE ${clauses.join(" AND ")} ORDER BY last_activity_at DESC, id DESC LIMIT ?`,
     )
       .bind(...params, query.limit + 1)
@@ -290,3 +303,36 @@ function statusRoute(path: "handoff" | "close" | "reopen", status: ConversationS
 statusRoute("handoff", "handoff", "Hand the conversation to a human (the AI stays silent)");
 statusRoute("close", "closed", "Close the conversation (a new inbound message reopens it)");
 statusRoute("reopen", "open", "Reopen the conversation, or return it from a human to the AI");
+
+conversations.openapi(
+  createRoute({
+    method: "post",
+    path: "/{id}/summary",
+    tags: ["AI"],
+    summary: "Summarize the conversation (redacted)",
+    description: "Uses the tenant's AI provider on the redacted transcript; identifiers stay as placeholders. Requires the summaries feature.",
+    security: bearerSecurity,
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Summary",
+        content: { "application/json": { schema: z.object({ summary: z.string(), provider: z.string(), messages: z.number().int(), redacted: z.literal(true) }) } },
+      },
+      ...errorResponses,
+      409: { description: "Summaries are off, or the AI budget is spent", content: { "application/json": { schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }) } } },
+      503: { description: "The AI provider is failing", content: { "application/json": { schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }) } } },
+    },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const { id } = c.req.valid("param");
+    const result = await (await ownedConversation(c, id)).summarize();
+    if (!result.ok) {
+      if (result.code === "not_found") throw notFound("conversation");
+      if (result.code === "provider_failing") throw new ApiError(503, "internal_error", "the AI provider is failing; try again later");
+      throw new ApiError(409, "conflict", result.code === "feature_off" ? "summaries are turned off in settings" : "the daily AI budget is spent");
+    }
+    await auditStatement(c.env.DB, keyAudit(auth, "conversation.summarized", "conversation", id)).run();
+    return c.json({ summary: result.summary, provider: result.provider, messages: result.messages, redacted: true as const }, 200);
+  },
+);

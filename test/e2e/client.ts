@@ -173,11 +173,19 @@ export class ParleyClient {
     });
   }
 
-  async createTenant(name = "E2E tenant"): Promise<Tenant> {
+  /**
+   * A fresh tenant. Automatic AI replies are off unless `aiReplies` is true, so
+   * channel tests see only the traffic they cause (the AI pipeline has its own tests).
+   */
+  async createTenant(name = "E2E tenant", options: { aiReplies?: boolean } = {}): Promise<Tenant> {
     const slug = `e2e-${Date.now().toString(36)}-${randomHex(3)}`;
     const res = await this.request("POST", "/v1/tenants", { key: this.platformKey, json: { name, slug } });
     if (res.status !== 201) throw new Error(`tenant creation failed: ${res.status} ${await res.text()}`);
     const body = await readJson<{ tenant: { id: string }; apiKey: { key: string } }>(res);
+    if (!options.aiReplies) {
+      const patched = await this.request("PATCH", "/v1/settings", { key: body.apiKey.key, json: { ai: { replies: false } } });
+      if (patched.status !== 200) throw new Error(`settings update failed: ${patched.status} ${await patched.text()}`);
+    }
     return { tenantId: body.tenant.id, ownerKey: body.apiKey.key };
   }
 
