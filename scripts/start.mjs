@@ -133,7 +133,17 @@ const DEMO_CHANNELS = [
   },
 ];
 
-/** 4. Demo tenant, owner key and channels; safe to run on every start. */
+/** What the offline `local` AI provider answers from in the demo (English and Italian). */
+const DEMO_KNOWLEDGE = [
+  { question: "What are your opening hours?", answer: "We are open Monday to Saturday 9:00-19:00 and Sunday 10:00-13:00." },
+  { question: "Quali sono i vostri orari di apertura?", answer: "Siamo aperti dal lunedì al sabato 9:00-19:00 e la domenica 10:00-13:00." },
+  { question: "How much does shipping cost and how long does delivery take?", answer: "Shipping is free over €50 (otherwise €4.90); delivery takes 1-3 working days in Italy." },
+  { question: "Quanto costa la spedizione e quanto ci mette la consegna?", answer: "La spedizione è gratuita sopra i 50 € (altrimenti 4,90 €); la consegna richiede 1-3 giorni lavorativi in Italia." },
+  { question: "How can I return an item or get a refund?", answer: "You can return any item within 30 days: open the Returns page, print the label, and the refund arrives within 5 days of receipt." },
+  { question: "Come posso fare un reso o avere un rimborso?", answer: "Puoi restituire qualsiasi articolo entro 30 giorni dalla pagina Resi; il rimborso arriva entro 5 giorni dal ricevimento." },
+];
+
+/** 4. Demo tenant, owner key, channels and knowledge base; safe to run on every start. */
 async function seed(platformKey) {
   let creds = existsSync(credsPath) ? JSON.parse(readFileSync(credsPath, "utf8")) : null;
   if (creds && (await request("GET", "/v1/channels", creds.apiKey)).status !== 200) creds = null;
@@ -157,6 +167,11 @@ async function seed(platformKey) {
     if (created.status !== 201) throw new Error(`creating the demo ${wanted.type} channel failed: ${created.text}`);
     channels.push(created.json);
     if (Object.keys(created.json.generatedSecrets).length > 0) creds.generated[created.json.id] = created.json.generatedSecrets;
+  }
+  const kb = await request("GET", "/v1/knowledge", creds.apiKey);
+  if (kb.status === 200 && kb.json.entries.length === 0) {
+    const seeded = await request("PUT", "/v1/knowledge", creds.apiKey, { entries: DEMO_KNOWLEDGE });
+    if (seeded.status !== 200) throw new Error(`seeding the demo knowledge base failed: ${seeded.text}`);
   }
   mkdirSync(dirname(credsPath), { recursive: true });
   writeFileSync(credsPath, JSON.stringify(creds, null, 2), { mode: 0o600 });

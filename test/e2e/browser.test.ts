@@ -54,9 +54,14 @@ describe("admin page and demo chat in Chromium", () => {
     await visitor.goto(chatUrl);
     await expect.poll(() => visitor.locator("#status").textContent(), { timeout: 15_000 }).toBe("Connected");
     await expect.poll(() => visitor.locator("#disclosure").textContent()).toContain("automated assistant");
-    await visitor.fill("#text", "Hello, do you ship to Milan?");
+    // The demo's offline AI answers from the seeded knowledge base.
+    await visitor.fill("#text", "What are your opening hours on Sunday?");
     await visitor.press("#text", "Enter");
     await expect.poll(() => visitor.locator("#log li.you").count(), { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => visitor.locator("#log li.them", { hasText: "Sunday 10:00-13:00" }).count(), { timeout: 20_000 }).toBe(1);
+    await visitor.fill("#text", "Hello, do you ship to Milan?");
+    await visitor.press("#text", "Enter");
+    await expect.poll(() => visitor.locator("#log li.you").count(), { timeout: 10_000 }).toBe(2);
     await visitor.screenshot({ path: join(artifacts, "demo-chat.png"), fullPage: true });
 
     const staff = await context.newPage();
@@ -65,11 +70,11 @@ describe("admin page and demo chat in Chromium", () => {
     await staff.click("#signin-form button[type=submit]");
     await expect.poll(() => staff.locator("#conversation-list button").count(), { timeout: 10_000 }).toBe(1);
     await staff.click("#conversation-list button");
-    await expect.poll(() => staff.locator(".transcript li").first().textContent(), { timeout: 10_000 }).toContain("do you ship to Milan?");
+    await expect.poll(() => staff.locator(".transcript li", { hasText: "do you ship to Milan?" }).count(), { timeout: 10_000 }).toBe(1);
     await staff.fill("#reply-text", "Yes, in 24 hours.");
     await staff.click(".reply button[type=submit]");
-    await expect.poll(() => visitor.locator("#log li.them").first().textContent(), { timeout: 20_000 }).toContain("Yes, in 24 hours.");
-    await expect.poll(() => staff.locator(".transcript li.outbound small").first().textContent(), { timeout: 10_000 }).toMatch(/delivered|sent/);
+    await expect.poll(() => visitor.locator("#log li.them", { hasText: "Yes, in 24 hours." }).count(), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => staff.locator(".transcript li.outbound", { hasText: "Yes, in 24 hours." }).locator("small").textContent(), { timeout: 10_000 }).toMatch(/delivered|sent/);
     await staff.click("text=Hand off to a human");
     await expect.poll(() => staff.locator("#conv-status").textContent()).toBe("handoff");
     await staff.screenshot({ path: join(artifacts, "admin-conversation.png"), fullPage: true });
