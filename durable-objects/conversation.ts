@@ -743,7 +743,7 @@ export class Conversation extends DurableObject<Env> {
 
   #retryTask(seq: number, attempts: number, error: string, countsAsAttempt: boolean): void {
     const next = attempts + (countsAsAttempt ? 1 : 0);
-    const wait = Math.min(60_000, 2_000 * 2 ** next);
+    const wait = Math.min(60_000, 1_000 * 2 ** next);
     this.#sql.exec("UPDATE tasks SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE message_seq = ?", next, Date.now() + wait, error.slice(0, 200), seq);
   }
 
