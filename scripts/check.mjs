@@ -53,6 +53,7 @@ try {
 } finally {
   rmSync(typesDir, { recursive: true, force: true });
 }
+run("build dist/redact (the package's \"./redact\" export)", process.execPath, [join(root, "scripts", "build-redact.mjs")]);
 const outdir = mkdtempSync(join(tmpdir(), "parley-bundle-"));
 try {
   run("wrangler deploy --dry-run", process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", outdir]);
