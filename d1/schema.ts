@@ -183,3 +183,204 @@ export const aiUsage = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.day] })],
 );
+
+// ---------------------------------------------------------------- consent and outbound compliance (issue 4)
+
+/**
+ * Notice texts exactly as shown to people. Versioned per (tenant, key, locale);
+ * a consent names the version it was given on. Rows are never changed.
+ */
+export const notices = sqliteTable(
+  "notices",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    /** Series the versions belong to (`recording`, `cookies`, or a tenant's own key). */
+    key: text("key").notNull(),
+    /** JSON array of the consent purposes the notice covers. */
+    purposes: text("purposes").notNull(),
+    kind: text("kind", { enum: ["consent", "withdrawal"] }).notNull(),
+    locale: text("locale").notNull(),
+    version: integer("version").notNull(),
+    text: text("text").notNull(),
+    /** SHA-256 hex of the UTF-8 text. */
+    sha256: text("sha256").notNull(),
+    source: text("source", { enum: ["default", "tenant"] }).notNull(),
+    createdAt: integer("created_at").notNull(),
+    createdBy: text("created_by"),
+  },
+  (t) => [uniqueIndex("notices_version_unique").on(t.tenantId, t.key, t.locale, t.version), index("notices_tenant_idx").on(t.tenantId, t.createdAt)],
+);
+
+/**
+ * The consent log. Append-only: D1 triggers (in the migration) abort any UPDATE
+ * or DELETE. Subjects appear only as keyed hashes; the web-form IP (evidence) is
+ * sealed under MASTER_KEY, bound to the entry id.
+ */
+export const consents = sqliteTable(
+  "consents",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    id: text("id").notNull(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    subjectHash: text("subject_hash").notNull(),
+    purpose: text("purpose").notNull(),
+    status: text("status", { enum: ["granted", "withdrawn"] }).notNull(),
+    method: text("method", { enum: ["channel_keyword", "web_form", "api", "banner"] }).notNull(),
+    noticeId: text("notice_id"),
+    evidenceMessageId: text("evidence_message_id"),
+    /** AES-256-GCM envelope of the IP a web form was submitted from. */
+    evidenceIp: text("evidence_ip"),
+    channelId: text("channel_id"),
+    expiresAt: integer("expires_at"),
+    actorType: text("actor_type", { enum: ["api_key", "channel"] }).notNull(),
+    actorId: text("actor_id"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("consents_id_unique").on(t.id),
+    index("consents_subject_idx").on(t.tenantId, t.subjectHash, t.purpose, t.seq),
+    index("consents_tenant_idx").on(t.tenantId, t.seq),
+    // One entry per (channel message, purpose): a retried keyword hook never appends twice.
+    // API entries have no channel id, and NULLs never collide in a unique index.
+    uniqueIndex("consents_keyword_unique").on(t.tenantId, t.channelId, t.evidenceMessageId, t.purpose),
+  ],
+);
+
+/** What is known of a subject's age (latest declaration wins). A declared age is stored as the latest possible birth date. */
+export const subjectProfiles = sqliteTable(
+  "subject_profiles",
+  {
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    subjectHash: text("subject_hash").notNull(),
+    /** `YYYY-MM-DD`. */
+    birthDate: text("birth_date").notNull(),
+    birthDateSource: text("birth_date_source", { enum: ["birth_date", "declared_age"] }).notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.subjectHash] })],
+);
+
+/** The tenant's copy of the Italian opposition register (RPO): when it was consulted. */
+export const rpoRegisters = sqliteTable("rpo_registers", {
+  tenantId: text("tenant_id").primaryKey().references(() => tenants.id),
+  consultedAt: integer("consulted_at").notNull(),
+  uploadedAt: integer("uploaded_at").notNull(),
+  numberCount: integer("number_count").notNull(),
+});
+
+/** Numbers on the tenant's RPO copy, as keyed subject hashes of `tel:+E.164`. */
+export const rpoNumbers = sqliteTable(
+  "rpo_numbers",
+  {
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    subjectHash: text("subject_hash").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.subjectHash] })],
+);
+
+/** Outbound campaigns (marketing messages and telemarketing lists). */
+export const campaigns = sqliteTable(
+  "campaigns",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    name: text("name").notNull(),
+    purpose: text("purpose").notNull(),
+    channelId: text("channel_id"),
+    locale: text("locale").notNull(),
+    /** The business's message template (no personal data: variables are filled per recipient and not kept). */
+    template: text("template").notNull(),
+    /** Next recipient position: batches reserve blocks of positions atomically. */
+    nextPosition: integer("next_position").notNull().default(0),
+    createdAt: integer("created_at").notNull(),
+    createdBy: text("created_by"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("campaigns_tenant_idx").on(t.tenantId, t.createdAt)],
+);
+
+/** One decision per campaign recipient (keyed subject hash, never the address). */
+export const campaignRecipients = sqliteTable(
+  "campaign_recipients",
+  {
+    campaignId: text("campaign_id").notNull().references(() => campaigns.id),
+    position: integer("position").notNull(),
+    subjectHash: text("subject_hash").notNull(),
+    decision: text("decision").notNull(),
+    /** Why a send was allowed (`consent`, `soft_spam`, `public_directory`) or why it failed. */
+    detail: text("detail"),
+    conversationId: text("conversation_id"),
+    messageId: text("message_id"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.campaignId, t.position] }),
+    uniqueIndex("campaign_recipients_subject_unique").on(t.campaignId, t.subjectHash),
+    index("campaign_recipients_decision_idx").on(t.campaignId, t.decision),
+  ],
+);
+
+/** Call recordings: started only with every participant's consent; audio encrypted in R2. */
+export const recordings = sqliteTable(
+  "recordings",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    conversationId: text("conversation_id").notNull(),
+    status: text("status", { enum: ["recording", "stored"] }).notNull(),
+    /** JSON array of the participants' keyed subject hashes. */
+    participantHashes: text("participant_hashes").notNull(),
+    /** JSON array of the consent entry ids the recording relies on. */
+    consentIds: text("consent_ids").notNull(),
+    objectKey: text("object_key"),
+    /** The object's data key, wrapped by MASTER_KEY and bound to the object key. */
+    dataKey: text("data_key"),
+    dataKeyId: text("data_key_id"),
+    contentType: text("content_type"),
+    size: integer("size"),
+    startedAt: integer("started_at").notNull(),
+    uploadedAt: integer("uploaded_at"),
+  },
+  (t) => [index("recordings_conversation_idx").on(t.tenantId, t.conversationId, t.startedAt)],
+);
+
+/** Synthetic voice models, registered only under a current `voice_clone` consent of the voice's owner. */
+export const voiceModels = sqliteTable(
+  "voice_models",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    subjectHash: text("subject_hash").notNull(),
+    name: text("name").notNull(),
+    status: text("status", { enum: ["active", "deleting"] }).notNull(),
+    consentId: text("consent_id").notNull(),
+    /** The consent's end: the model may not outlive it. */
+    expiresAt: integer("expires_at"),
+    /** JSON of non-personal metadata (provider, language, model reference). */
+    metadata: text("metadata").notNull(),
+    objectKey: text("object_key").notNull(),
+    dataKey: text("data_key").notNull(),
+    dataKeyId: text("data_key_id").notNull(),
+    contentType: text("content_type").notNull(),
+    size: integer("size").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("voice_models_subject_idx").on(t.tenantId, t.subjectHash), index("voice_models_tenant_idx").on(t.tenantId, t.createdAt)],
+);
+
+/** Everything deleted and why (no identifiers: subjects only as keyed hashes). Shared with retention and erasure. */
+export const deletionLog = sqliteTable(
+  "deletion_log",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    targetType: text("target_type").notNull(),
+    targetId: text("target_id").notNull(),
+    category: text("category").notNull(),
+    reason: text("reason").notNull(),
+    subjectHash: text("subject_hash"),
+    deletedAt: integer("deleted_at").notNull(),
+  },
+  (t) => [index("deletion_log_tenant_idx").on(t.tenantId, t.deletedAt)],
+);

@@ -16,10 +16,19 @@ import { effectiveProvider, parseSettings, type Settings } from "../lib/ai/setti
 import { detectSpecialCategories, PlaceholderVault, redact } from "../lib/redact";
 import { randomToken } from "../lib/crypto";
 import { openChannelSecrets } from "../workers/support/keyring";
+import { applyKeyword, isMinorWithoutAuthorization, isRestricted } from "../workers/support/consent-store";
+import { classifyKeyword } from "../lib/consent/keywords";
+import { subjectKeyById, subjectKeyFor, type SubjectKey } from "../workers/support/subject-keys";
+import { envelopeKeyId, openBytes, sealBytes } from "../lib/crypto";
+import { fromUtf8, utf8 } from "../lib/encoding";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
+/** How long an unwrapped subject key stays in memory (never in storage). */
+const KEY_CACHE_MS = 5 * 60_000;
+/** Shown instead of content whose subject key was destroyed (erased subject). */
+export const ERASED_TEXT = "[erased]";
 /** Provider attempts for one message before the pipeline hands off. */
 export const AI_MAX_ATTEMPTS = 3;
 const MAX_TASKS_PER_ALARM = 25;
@@ -170,6 +179,9 @@ export class Conversation extends DurableObject<Env> {
   #sql: SqlStorage;
   #syncing: Promise<void> | null = null;
   #channelCache: { at: number; value: Promise<LoadedChannel | null> } | null = null;
+  /** Unwrapped subject keys by id (null: destroyed). Memory only: storage snapshots never hold a usable key. */
+  #keys = new Map<string, { at: number; key: CryptoKey | null }>();
+  #liveKey: { at: number; value: SubjectKey } | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -186,22 +198,29 @@ export class Conversation extends DurableObject<Env> {
    * sequence number and append are one synchronous storage step.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
+    const duplicate = this.#sql
+      .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
+      .toArray()[0];
+    if (duplicate) return { duplicate: true, seq: Number(duplicate.seq), messageId: String(duplicate.id) };
+    // Encrypt before the synchronous step (crypto is async); the dedupe check inside it is what counts.
+    const now = Date.now();
+    const id = newId("msg", now);
+    const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
+    const body = await this.#seal(key, `message:${input.conversationId}:${id}`, JSON.stringify({ t: input.text, m: input.media }));
+    const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
     const result = this.ctx.storage.transactionSync((): IngestResult => {
-      this.#claimIdentity(input);
+      this.#claimIdentity(input, sealedAddress);
       const existing = this.#sql
         .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
         .toArray()[0];
       if (existing) return { duplicate: true, seq: Number(existing.seq), messageId: String(existing.id) };
-      const now = Date.now();
       const seq = this.#nextSeq();
-      const id = newId("msg", now);
       this.#sql.exec(
-        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, created_at, updated_at)
-         VALUES (?, ?, 'inbound', 'end_user', NULL, ?, ?, ?, 'received', 0, ?, ?)`,
+        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, enc, created_at, updated_at)
+         VALUES (?, ?, 'inbound', 'end_user', NULL, ?, '[]', ?, 'received', 0, 1, ?, ?)`,
         seq,
         id,
-        input.text,
-        JSON.stringify(input.media),
+        body,
         input.providerMessageId,
         now,
         now,
@@ -226,9 +245,11 @@ export class Conversation extends DurableObject<Env> {
    * notification) before any inbound message exists. Idempotent.
    */
   async openOutbound(input: Omit<IngestInput, "providerMessageId" | "text" | "media" | "receivedAt">): Promise<ConversationView> {
+    const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
+    const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
     const created = this.ctx.storage.transactionSync(() => {
       const existed = this.#getMeta("conversation_id") !== null;
-      this.#claimIdentity({ ...input, providerMessageId: "", text: "", media: [], receivedAt: Date.now() });
+      this.#claimIdentity({ ...input, providerMessageId: "", text: "", media: [], receivedAt: Date.now() }, sealedAddress);
       this.#setMeta("public_origin", input.publicOrigin);
       if (!existed) {
         this.#setMeta("last_activity_at", String(Date.now()));
@@ -237,18 +258,19 @@ export class Conversation extends DurableObject<Env> {
       return !existed;
     });
     if (created) await this.#syncIndexSafely();
-    const view = this.#conversationView();
+    const view = await this.#conversationView();
     if (!view) throw new Error("conversation identity missing after openOutbound");
     return view;
   }
 
   /** Queues an outbound message; delivery happens from the alarm, with retries. */
   async send(input: SendInput): Promise<SendOutcome> {
-    const outcome = this.ctx.storage.transactionSync((): SendOutcome => {
-      if (!this.#getMeta("conversation_id")) return { ok: false, code: "not_found", message: "conversation not found" };
+    if (!this.#getMeta("conversation_id")) return { ok: false, code: "not_found", message: "conversation not found" };
+    const sealed = await this.#sealOutbound(input.text);
+    const outcome = this.ctx.storage.transactionSync((): { ok: true; created: boolean; seq: number } | Extract<SendOutcome, { ok: false }> => {
       if (input.idempotencyKey) {
-        const existing = this.#sql.exec("SELECT * FROM messages WHERE client_key = ?", input.idempotencyKey).toArray()[0];
-        if (existing) return { ok: true, created: false, message: this.#view(existing) };
+        const existing = this.#sql.exec("SELECT seq FROM messages WHERE client_key = ?", input.idempotencyKey).toArray()[0];
+        if (existing) return { ok: true, created: false, seq: Number(existing.seq) };
       }
       const channelType = this.#getMeta("channel_type");
       if (channelType === "whatsapp_cloud" || channelType === "twilio_whatsapp") {
@@ -261,17 +283,18 @@ export class Conversation extends DurableObject<Env> {
           };
         }
       }
-      const seq = this.#queueOutbound(input.text, input.author, input.authorId, Date.now(), input.idempotencyKey);
+      const seq = this.#queueOutbound(sealed, input.author, input.authorId, Date.now(), input.idempotencyKey);
       this.#setMeta("public_origin", input.publicOrigin);
       this.#bumpVersion();
-      const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).one();
-      return { ok: true, created: true, message: this.#view(row) };
+      return { ok: true, created: true, seq };
     });
-    if (outcome.ok && outcome.created) {
+    if (!outcome.ok) return outcome;
+    if (outcome.created) {
       await this.#scheduleAlarm();
       await this.#syncIndexSafely();
     }
-    return outcome;
+    const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", outcome.seq).one();
+    return { ok: true, created: outcome.created, message: await this.#view(row) };
   }
 
   /** Changes the conversation's state (open, handoff, closed). */
@@ -295,6 +318,30 @@ export class Conversation extends DurableObject<Env> {
     return this.#conversationView();
   }
 
+  /**
+   * Erases everything this object holds (messages, state, queues, vault, alarm)
+   * and closes its sockets. The caller removes the D1 index row and, for a
+   * subject erasure, destroys the subject key.
+   */
+  async erase(): Promise<{ messages: number }> {
+    const count = Number(this.#sql.exec("SELECT COUNT(*) AS n FROM messages").one().n);
+    for (const socket of this.ctx.getWebSockets()) {
+      try {
+        socket.close(1000, "conversation erased");
+      } catch {
+        // already closing
+      }
+    }
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.#keys.clear();
+    this.#liveKey = null;
+    this.#channelCache = null;
+    // deleteAll drops the tables too; recreate them so the object stays usable (and empty).
+    this.#migrate();
+    return { messages: count };
+  }
+
   /** Messages in sequence order, paged by sequence number. */
   async listMessages(options: ListOptions): Promise<{ messages: MessageView[]; hasMore: boolean }> {
     const limit = Math.max(1, Math.min(200, options.limit));
@@ -311,7 +358,7 @@ export class Conversation extends DurableObject<Env> {
     const where = clauses.length ? `WHERE ${clauses.join(" AND ")}` : "";
     const order = options.order === "desc" ? "DESC" : "ASC";
     const rows = this.#sql.exec(`SELECT * FROM messages ${where} ORDER BY seq ${order} LIMIT ?`, ...params, limit + 1).toArray();
-    return { messages: rows.slice(0, limit).map((r) => this.#view(r)), hasMore: rows.length > limit };
+    return { messages: await Promise.all(rows.slice(0, limit).map((r) => this.#view(r))), hasMore: rows.length > limit };
   }
 
   /** Applies a provider delivery status; never moves a message backwards (delivered stays delivered). */
@@ -357,7 +404,7 @@ export class Conversation extends DurableObject<Env> {
     if (!context.settings.ai.summaries) return { ok: false, code: "feature_off" };
     if (!(await this.#takeBudget(tenantId, context.settings))) return { ok: false, code: "budget_exhausted" };
     const lastSeq = Number(this.#sql.exec("SELECT COALESCE(MAX(seq), 0) AS s FROM messages").one().s);
-    const turns = this.#redactedTurns(lastSeq, 50, context.defaultCountry);
+    const turns = await this.#redactedTurns(lastSeq, 50, context.defaultCountry, await this.#loadVault());
     const provider = this.#provider(context.settings, await this.#loadKnowledge(tenantId));
     try {
       const summary = await provider.summarize({ model: context.settings.model, turns });
@@ -419,7 +466,7 @@ export class Conversation extends DurableObject<Env> {
       receivedAt: Date.now(),
     });
     const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", result.seq).one();
-    const message = chatView(this.#view(row));
+    const message = chatView(await this.#view(row));
     ws.send(JSON.stringify({ type: "ack", clientId: frame.data.id, duplicate: result.duplicate, message }));
     if (!result.duplicate) this.#broadcast({ type: "message", message }, ws);
   }
@@ -455,6 +502,7 @@ export class Conversation extends DurableObject<Env> {
     if (version >= SCHEMA_VERSION) return;
     if (version >= 1) {
       this.#migrateTo2();
+      this.#migrateTo3();
       return;
     }
     this.#sql.exec(`
@@ -514,6 +562,14 @@ export class Conversation extends DurableObject<Env> {
       ALTER TABLE messages ADD COLUMN intent TEXT;
     `);
     this.#setMeta("schema_version", "2");
+    this.#migrateTo3();
+  }
+
+  /** v3: message bodies, vault originals and the address are sealed under the subject key (`enc` marks sealed rows). */
+  #migrateTo3(): void {
+    if (Number(this.#getMeta("schema_version") ?? 0) >= 3) return;
+    this.#sql.exec("ALTER TABLE messages ADD COLUMN enc INTEGER NOT NULL DEFAULT 0");
+    this.#setMeta("schema_version", "3");
   }
 
   #getMeta(key: string): string | null {
@@ -535,7 +591,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /** Binds this object to its conversation on first contact; refuses anything else later. */
-  #claimIdentity(input: IngestInput): void {
+  #claimIdentity(input: IngestInput, sealedAddress: string | null): void {
     const existing = this.#getMeta("conversation_id");
     if (existing) {
       if (existing !== input.conversationId || this.#getMeta("tenant_id") !== input.tenantId) {
@@ -549,13 +605,14 @@ export class Conversation extends DurableObject<Env> {
     this.#setMeta("channel_id", input.channelId);
     this.#setMeta("channel_type", input.channelType);
     this.#setMeta("subject_hash", input.subjectHash);
-    this.#setMeta("address", input.address);
+    if (!sealedAddress) throw new Error("a new conversation needs its sealed address");
+    this.#setMeta("address_enc", sealedAddress);
     this.#setMeta("status", "open");
     this.#setMeta("created_at", now);
   }
 
-  #view(row: Row): MessageView {
-    const media: unknown = JSON.parse(String(row.media ?? "[]"));
+  async #view(row: Row): Promise<MessageView> {
+    const { text, media } = await this.#openMessage(row);
     return {
       id: String(row.id),
       conversationId: this.#getMeta("conversation_id") ?? "",
@@ -563,8 +620,8 @@ export class Conversation extends DurableObject<Env> {
       direction: String(row.direction) as MessageDirection,
       author: String(row.author) as MessageAuthor,
       authorId: row.author_id === null ? null : String(row.author_id),
-      text: String(row.body),
-      media: Array.isArray(media) ? (media as MediaRef[]) : [],
+      text,
+      media,
       status: String(row.status) as MessageStatus,
       error: row.error === null ? null : String(row.error),
       providerMessageId: row.provider_message_id === null ? null : String(row.provider_message_id),
@@ -575,7 +632,16 @@ export class Conversation extends DurableObject<Env> {
     };
   }
 
-  #conversationView(): ConversationView | null {
+  async #conversationView(): Promise<ConversationView | null> {
+    const state = this.#conversationState();
+    if (!state) return null;
+    const sealed = this.#getMeta("address_enc");
+    const address = sealed ? ((await this.#open(`address:${state.id}`, sealed)) ?? ERASED_TEXT) : (this.#getMeta("address") ?? "");
+    return { ...state, address };
+  }
+
+  /** The conversation's state without decrypting anything. */
+  #conversationState(): Omit<ConversationView, "address"> | null {
     const id = this.#getMeta("conversation_id");
     if (!id) return null;
     const count = this.#sql.exec("SELECT COUNT(*) AS n FROM messages").one();
@@ -585,7 +651,6 @@ export class Conversation extends DurableObject<Env> {
       tenantId: this.#getMeta("tenant_id") ?? "",
       channelId: this.#getMeta("channel_id") ?? "",
       channelType: (this.#getMeta("channel_type") ?? "custom") as ChannelType,
-      address: this.#getMeta("address") ?? "",
       status: (this.#getMeta("status") ?? "open") as ConversationStatus,
       messageCount: Number(count.n),
       createdAt: new Date(Number(this.#getMeta("created_at") ?? 0)).toISOString(),
@@ -635,7 +700,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   async #pushIndex(): Promise<void> {
-    const view = this.#conversationView();
+    const view = this.#conversationState();
     if (!view) return;
     const version = Number(this.#getMeta("version") ?? 0);
     await this.env.DB.prepare(
@@ -663,6 +728,64 @@ export class Conversation extends DurableObject<Env> {
       )
       .run();
     if (version > Number(this.#getMeta("index_version") ?? 0)) this.#setMeta("index_version", String(version));
+  }
+
+  // ---------------------------------------------------------------- encryption at rest
+
+  /** The subject's live data key (unwrapped in memory only, for a few minutes). */
+  async #liveSubjectKey(tenantId?: string, subjectHash?: string): Promise<SubjectKey> {
+    const now = Date.now();
+    if (this.#liveKey && now - this.#liveKey.at < KEY_CACHE_MS) return this.#liveKey.value;
+    const tenant = this.#getMeta("tenant_id") ?? tenantId ?? "";
+    const subject = this.#getMeta("subject_hash") ?? subjectHash ?? "";
+    const value = await subjectKeyFor(this.env, tenant, subject);
+    this.#liveKey = { at: now, value };
+    this.#keys.set(value.id, { at: now, key: value.key });
+    return value;
+  }
+
+  /** A subject key by id; null once it was destroyed (content is then unrecoverable anywhere). */
+  async #keyById(id: string): Promise<CryptoKey | null> {
+    const cached = this.#keys.get(id);
+    if (cached && Date.now() - cached.at < KEY_CACHE_MS) return cached.key;
+    const key = await subjectKeyById(this.env, this.#getMeta("tenant_id") ?? "", id);
+    this.#keys.set(id, { at: Date.now(), key });
+    return key;
+  }
+
+  async #seal(key: SubjectKey, context: string, plaintext: string): Promise<string> {
+    return sealBytes(key.key, key.id, utf8(plaintext), context);
+  }
+
+  /** Decrypts; null when the key was destroyed or the ciphertext does not authenticate. */
+  async #open(context: string, envelope: string): Promise<string | null> {
+    const keyId = envelopeKeyId(envelope);
+    if (!keyId) return null;
+    const key = await this.#keyById(keyId);
+    if (!key) return null;
+    try {
+      return fromUtf8(await openBytes(key, envelope, context));
+    } catch {
+      return null;
+    }
+  }
+
+  /** A new outbound message id and its sealed body. */
+  async #sealOutbound(text: string): Promise<SealedMessage> {
+    const id = newId("msg");
+    const key = await this.#liveSubjectKey();
+    return { id, body: await this.#seal(key, `message:${this.#getMeta("conversation_id") ?? ""}:${id}`, JSON.stringify({ t: text, m: [] })) };
+  }
+
+  async #openMessage(row: Row): Promise<{ text: string; media: MediaRef[] }> {
+    if (Number(row.enc ?? 0) !== 1) {
+      const media: unknown = JSON.parse(String(row.media ?? "[]"));
+      return { text: String(row.body), media: Array.isArray(media) ? (media as MediaRef[]) : [] };
+    }
+    const json = await this.#open(`message:${this.#getMeta("conversation_id") ?? ""}:${String(row.id)}`, String(row.body));
+    if (json === null) return { text: ERASED_TEXT, media: [] };
+    const parsed = sealedBodySchema.safeParse(JSON.parse(json));
+    return parsed.success ? { text: parsed.data.t, media: parsed.data.m } : { text: ERASED_TEXT, media: [] };
   }
 
   // ---------------------------------------------------------------- AI pipeline
@@ -694,7 +817,37 @@ export class Conversation extends DurableObject<Env> {
       return;
     }
     const { settings } = context;
-    const text = String(row.body);
+    const text = (await this.#openMessage(row)).text;
+    const subjectHash = this.#getMeta("subject_hash") ?? "";
+    // Opt-out/in and help keywords are answered by the consent rules and never reach the AI.
+    if (classifyKeyword(text)) {
+      let keyword: Awaited<ReturnType<typeof applyKeyword>>;
+      try {
+        keyword = await applyKeyword(this.env, {
+          tenantId,
+          channelId: this.#getMeta("channel_id") ?? "",
+          channelType: (this.#getMeta("channel_type") ?? "custom") as ChannelType,
+          subjectHash,
+          providerMessageId: String(row.provider_message_id ?? row.id),
+          text,
+        });
+      } catch (err) {
+        this.#retryTask(seq, attempts, err instanceof Error ? err.message : "consent store unavailable", false);
+        return;
+      }
+      if (keyword) {
+        await this.#finishKeyword(seq, keyword.reply, String(row.provider_message_id ?? row.id));
+        return;
+      }
+    }
+    let restricted: boolean;
+    let minor: boolean;
+    try {
+      [restricted, minor] = await Promise.all([isRestricted(this.env, tenantId, subjectHash), isMinorWithoutAuthorization(this.env, tenantId, subjectHash)]);
+    } catch (err) {
+      this.#retryTask(seq, attempts, err instanceof Error ? err.message : "consent store unavailable", false);
+      return;
+    }
     const special = detectSpecialCategories(text);
     this.ctx.storage.transactionSync(() => {
       if (settings.ai.intent && row.intent === null) this.#sql.exec("UPDATE messages SET intent = ? WHERE seq = ?", classifyIntent(text), seq);
@@ -709,8 +862,8 @@ export class Conversation extends DurableObject<Env> {
       conversationStatus: this.#getMeta("status") ?? "open",
       text,
       specialCategories: special,
-      restricted: false,
-      minorWithoutAuthorization: false,
+      restricted,
+      minorWithoutAuthorization: minor,
     });
     if (early) {
       await this.#finishTask(seq, early, settings);
@@ -722,8 +875,8 @@ export class Conversation extends DurableObject<Env> {
       return;
     }
     const knowledge = await this.#loadKnowledge(tenantId);
-    const vault = this.#loadVault();
-    const turns = this.#redactedTurns(seq, settings.contextMessages, context.defaultCountry, vault);
+    const vault = await this.#loadVault();
+    const turns = await this.#redactedTurns(seq, settings.contextMessages, context.defaultCountry, vault);
     const best = rankKnowledge(text, knowledge).ranked.slice(0, settings.knowledgeEntries).map((r) => r.entry);
     const provider = this.#provider(settings, knowledge);
     let decision: Decision;
@@ -749,6 +902,8 @@ export class Conversation extends DurableObject<Env> {
 
   /** Records the outcome and queues what it sends, in one storage step (a retried alarm finds the task done). */
   async #finishTask(seq: number, decision: Decision, settings: Settings): Promise<void> {
+    const reply = decision.outcome === "sent" && decision.replyText ? await this.#sealOutbound(decision.replyText) : null;
+    const notice = decision.outcome === "handoff" && settings.handoffMessage ? await this.#sealOutbound(settings.handoffMessage) : null;
     const queued = this.ctx.storage.transactionSync(() => {
       const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
       if (!pending) return false;
@@ -762,14 +917,14 @@ export class Conversation extends DurableObject<Env> {
         seq,
       );
       let sends = false;
-      if (decision.outcome === "sent" && decision.replyText) {
-        this.#queueOutbound(decision.replyText, "ai", null, now);
+      if (reply) {
+        this.#queueOutbound(reply, "ai", null, now);
         sends = true;
       }
       if (decision.outcome === "handoff" && this.#getMeta("status") !== "handoff") {
         this.#setMeta("status", "handoff");
-        if (settings.handoffMessage) {
-          this.#queueOutbound(settings.handoffMessage, "system", null, now);
+        if (notice) {
+          this.#queueOutbound(notice, "system", null, now);
           sends = true;
         }
       }
@@ -780,17 +935,34 @@ export class Conversation extends DurableObject<Env> {
     await this.#syncIndexSafely();
   }
 
+  /** A keyword message: its confirmation is queued and the task closed without an AI decision (nothing is counted). */
+  async #finishKeyword(seq: number, reply: string, providerMessageId: string): Promise<void> {
+    const sealed = await this.#sealOutbound(reply);
+    const clientKey = `keyword:${providerMessageId}`;
+    this.ctx.storage.transactionSync(() => {
+      const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
+      if (!pending) return;
+      this.#sql.exec("UPDATE tasks SET state = 'done', outcome = NULL, reason = 'keyword', reported = 1, decided_at = ? WHERE message_seq = ?", Date.now(), seq);
+      if (!this.#sql.exec("SELECT 1 FROM messages WHERE client_key = ?", clientKey).toArray()[0]) {
+        this.#queueOutbound(sealed, "system", null, Date.now(), clientKey);
+      }
+      this.#bumpVersion();
+    });
+    await this.#scheduleAlarm();
+    await this.#syncIndexSafely();
+  }
+
   /** Appends an outbound message and its outbox entry (call inside a storage transaction). */
-  #queueOutbound(text: string, author: MessageAuthor, authorId: string | null, now: number, clientKey: string | null = null): number {
+  #queueOutbound(sealed: SealedMessage, author: MessageAuthor, authorId: string | null, now: number, clientKey: string | null = null): number {
     const seq = this.#nextSeq();
     this.#sql.exec(
-      `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, created_at, updated_at)
-       VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, ?, ?)`,
+      `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, enc, created_at, updated_at)
+       VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, 1, ?, ?)`,
       seq,
-      newId("msg", now),
+      sealed.id,
       author,
       authorId,
-      text,
+      sealed.body,
       clientKey,
       now,
       now,
@@ -860,9 +1032,14 @@ export class Conversation extends DurableObject<Env> {
     return new LocalProvider(knowledge);
   }
 
-  #loadVault(): PlaceholderVault {
+  /** The conversation's placeholder vault (originals are stored encrypted under the subject key). */
+  async #loadVault(): Promise<PlaceholderVault> {
     const snapshot: Record<string, string> = {};
-    for (const row of this.#sql.exec("SELECT placeholder, original FROM vault")) snapshot[String(row.placeholder)] = String(row.original);
+    const conversationId = this.#getMeta("conversation_id") ?? "";
+    for (const row of this.#sql.exec("SELECT placeholder, original FROM vault").toArray()) {
+      const original = await this.#open(`vault:${conversationId}:${String(row.placeholder)}`, String(row.original));
+      if (original !== null) snapshot[String(row.placeholder)] = original;
+    }
     return new PlaceholderVault(snapshot);
   }
 
@@ -870,20 +1047,23 @@ export class Conversation extends DurableObject<Env> {
    * The last `limit` messages up to `uptoSeq`, redacted with the conversation's
    * vault so a value keeps its placeholder across messages and calls.
    */
-  #redactedTurns(uptoSeq: number, limit: number, defaultCountry: string, vault = this.#loadVault()): Turn[] {
+  async #redactedTurns(uptoSeq: number, limit: number, defaultCountry: string, vault: PlaceholderVault): Promise<Turn[]> {
     const rows = this.#sql
-      .exec("SELECT direction, body FROM messages WHERE seq <= ? ORDER BY seq DESC LIMIT ?", uptoSeq, limit)
+      .exec("SELECT * FROM messages WHERE seq <= ? ORDER BY seq DESC LIMIT ?", uptoSeq, limit)
       .toArray()
       .reverse();
-    const before = vault.size;
-    const turns = rows.map((r): Turn => ({
-      role: String(r.direction) === "inbound" ? "user" : "assistant",
-      content: redact(String(r.body), { vault, defaultCountry }).text,
-    }));
-    if (vault.size !== before) {
-      for (const [placeholder, original] of Object.entries(vault.toJSON())) {
-        this.#sql.exec("INSERT OR IGNORE INTO vault (placeholder, original) VALUES (?, ?)", placeholder, original);
-      }
+    const known = new Set(Object.keys(vault.toJSON()));
+    const turns: Turn[] = [];
+    for (const r of rows) {
+      const { text } = await this.#openMessage(r);
+      turns.push({ role: String(r.direction) === "inbound" ? "user" : "assistant", content: redact(text, { vault, defaultCountry }).text });
+    }
+    const fresh = Object.entries(vault.toJSON()).filter(([placeholder]) => !known.has(placeholder));
+    if (fresh.length > 0) {
+      const key = await this.#liveSubjectKey();
+      const conversationId = this.#getMeta("conversation_id") ?? "";
+      const sealed = await Promise.all(fresh.map(async ([placeholder, original]) => [placeholder, await this.#seal(key, `vault:${conversationId}:${placeholder}`, original)] as const));
+      for (const [placeholder, original] of sealed) this.#sql.exec("INSERT OR IGNORE INTO vault (placeholder, original) VALUES (?, ?)", placeholder, original);
     }
     return turns;
   }
@@ -972,12 +1152,15 @@ export class Conversation extends DurableObject<Env> {
     }
     if (!channel) return { ok: false, retryable: false, reason: "channel_deleted" };
     const conversationId = this.#getMeta("conversation_id") ?? "";
+    const view = await this.#conversationView();
+    const { text } = await this.#openMessage(row);
+    if (!view || view.address === ERASED_TEXT || text === ERASED_TEXT) return { ok: false, retryable: false, reason: "subject_erased" };
     const message: OutboundMessage = {
       messageId: String(row.id),
       conversationId,
       channelId: channel.id,
-      to: this.#getMeta("address") ?? "",
-      text: String(row.body),
+      to: view.address,
+      text,
       createdAt: Number(row.created_at),
     };
     const origin = this.env.PUBLIC_BASE_URL || this.#getMeta("public_origin") || "";
@@ -999,8 +1182,8 @@ export class Conversation extends DurableObject<Env> {
       case "custom":
         return sendCustom(message, channel.config, channel.secrets, options);
       case "web_chat": {
-        const view = chatView(this.#view({ ...row, status: "sent" }));
-        const delivered = this.#broadcast({ type: "message", message: view });
+        const pushed = chatView(await this.#view({ ...row, status: "sent" }));
+        const delivered = this.#broadcast({ type: "message", message: pushed });
         // Not connected right now: the visitor gets it in the history on reconnect.
         return { ok: true, providerMessageId: null, providerStatus: delivered > 0 ? "delivered" : "sent" };
       }
@@ -1039,6 +1222,17 @@ export class Conversation extends DurableObject<Env> {
 function chatView(message: MessageView) {
   return { id: message.id, seq: message.seq, from: message.direction === "inbound" ? "you" : message.author, text: message.text, createdAt: message.createdAt };
 }
+
+/** A message id with its body sealed under the subject key. */
+interface SealedMessage {
+  id: string;
+  body: string;
+}
+
+const sealedBodySchema = z.object({
+  t: z.string(),
+  m: z.array(z.object({ url: z.string().optional(), providerMediaId: z.string().optional(), contentType: z.string().optional(), filename: z.string().optional() })),
+});
 
 interface TenantContext {
   settings: Settings;

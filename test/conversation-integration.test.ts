@@ -42,7 +42,7 @@ afterEach(() => {
 });
 
 describe("ordering and dedupe inside the conversation object", () => {
-  it("200 concurrent webhooks into one conversation → seq 1..200 without gap", async () => {
+  it("200 concurrent webhooks into one conversation → seq 1..200 without gap", { timeout: 60_000 }, async () => {
     const { ownerKey } = await createTenant();
     const channel = await createCustomChannel(ownerKey);
     const results = await Promise.all(

@@ -9,7 +9,7 @@ export type Outcome = (typeof OUTCOMES)[number];
 export const REASONS = {
   sent: ["answered"],
   suppressed: ["below_threshold", "unverified_identifier", "too_long"],
-  skipped: ["feature_off", "in_handoff", "budget_exhausted", "subject_restricted", "minor_without_authorization", "plan_canceled", "keyword"],
+  skipped: ["feature_off", "in_handoff", "budget_exhausted", "subject_restricted", "minor_without_authorization", "plan_canceled"],
   silence: ["nothing_to_answer", "model_silent"],
   handoff: ["special_category", "user_requested_human", "low_confidence", "provider_failing", "model_requested_handoff"],
 } as const satisfies Record<Outcome, readonly string[]>;

@@ -71,20 +71,101 @@ export function wordsBefore(text: string, pos: number, max: number): string[] {
 /** Context verdict for a number: a business fact, an explicit phone, or nothing either way. */
 export type NumberContext = "none" | "business" | "phone";
 
+// Word kinds for the allocation-free lookup used on every phone candidate.
+const KIND_BUSINESS = 1;
+const KIND_PHONE = 2;
+const KIND_FILLER = 3;
+
+function lowerCode(c: number): number {
+  if (c >= 65 && c <= 90) return c + 32;
+  if (c >= 0xc0 && c <= 0xde && c !== 0xd7) return c + 32;
+  return c;
+}
+
+/** Hash of a word read backwards, lowercase. */
+function backHash(word: string): number {
+  let h = 0;
+  for (let i = word.length - 1; i >= 0; i--) h = (Math.imul(h, 31) + lowerCode(word.charCodeAt(i))) | 0;
+  return h;
+}
+
+interface KindEntry {
+  word: string;
+  kind: number;
+}
+const KINDS = new Map<number, KindEntry[]>();
+function addKinds(words: Iterable<string>, kind: number): void {
+  for (const w of words) {
+    const h = backHash(w);
+    const list = KINDS.get(h);
+    const entry = { word: w, kind };
+    if (!list) KINDS.set(h, [entry]);
+    else if (!list.some((e) => e.word === w)) list.push(entry);
+  }
+}
+// Phone words first: a word in both lists counts as a phone word.
+addKinds(PHONE_WORDS, KIND_PHONE);
+addKinds(BUSINESS_WORDS, KIND_BUSINESS);
+addKinds(FILLERS, KIND_FILLER);
+
+function kindOf(text: string, start: number, end: number, h: number): number {
+  const list = KINDS.get(h);
+  if (!list) return 0;
+  for (const e of list) {
+    if (e.word.length !== end - start) continue;
+    let same = true;
+    for (let i = 0; i < e.word.length; i++) {
+      if (lowerCode(text.charCodeAt(start + i)) !== e.word.charCodeAt(i)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return e.kind;
+  }
+  return 0;
+}
+
 /**
- * Classifies the words before a digit run. A phone word anywhere in the last five words wins;
- * otherwise the first word that is not a filler decides whether the number is a business fact.
+ * Classifies the words before a digit run (up to four, same line, 40 characters). A phone word
+ * anywhere wins; otherwise the first word that is not a filler decides whether the number is a
+ * business fact ("order 483920", "fattura n. 12").
  */
 export function numberContext(text: string, pos: number): NumberContext {
-  const words = wordsBefore(text, pos, 5);
-  for (const w of words) if (PHONE_WORDS.has(w)) return "phone";
-  let seen = 0;
-  for (const w of words) {
-    if (FILLERS.has(w)) continue;
-    if (BUSINESS_WORDS.has(w)) return "business";
-    if (++seen >= 2) break;
+  const limit = pos > 40 ? pos - 40 : 0;
+  let i = pos - 1;
+  let words = 0;
+  let business = false;
+  let nonFillers = 0;
+  while (i >= limit && words < 4) {
+    const c = text.charCodeAt(i);
+    if (c === 10 || c === 13) break;
+    let kind: number;
+    if (c === 35) {
+      kind = KIND_BUSINESS; // "#483920"
+      i--;
+    } else if (!isLetterCode(c)) {
+      i--;
+      continue;
+    } else {
+      const end = i + 1;
+      let h = 0;
+      while (i >= limit) {
+        const d = text.charCodeAt(i);
+        if (!isLetterCode(d)) break;
+        h = (Math.imul(h, 31) + lowerCode(d)) | 0;
+        i--;
+      }
+      kind = kindOf(text, i + 1, end, h);
+    }
+    words++;
+    if (kind === KIND_PHONE) return "phone";
+    // Only the two nearest words that are not fillers can make the number a business fact.
+    if (kind !== KIND_FILLER && nonFillers < 2) {
+      nonFillers++;
+      if (kind === KIND_BUSINESS) business = true;
+    }
   }
-  return "none";
+  return business ? "business" : "none";
 }
 
 const PIVA_CONTEXT = /p\.?\s?iva|partita\s+iva|\bvat\b|\biva\b|\bc\.\s?f\.|codice\s+fiscale|\bcf\b|ust-?id|\btva\b|\bnif\b/;

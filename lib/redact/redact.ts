@@ -1,7 +1,11 @@
 import type { EntityType, RedactResult, RedactedEntity } from "./types";
-import { PlaceholderVault } from "./vault";
-import { scanCredentials, scanDigitRuns, scanEmails, scanIbans, scanIpv6, scanTokens } from "./scanners";
-import type { Candidate, Enabled } from "./scanners";
+import type { PlaceholderVault } from "./vault";
+import { scanCredentials } from "./scan-credentials";
+import { scanDigitRuns } from "./scan-digits";
+import { scanEmails } from "./scan-emails";
+import { scanIpv6 } from "./scan-ipv6";
+import { scanTokens } from "./scan-tokens";
+import type { Candidate, Enabled } from "./candidate";
 
 /** Options for {@link redact}. */
 export interface RedactOptions {
@@ -30,7 +34,7 @@ const ALL_ENABLED: Enabled = {
 
 function enabledFor(types: EntityType[] | undefined): Enabled {
   if (!types) return ALL_ENABLED;
-  const en: Enabled = {
+  const en: Record<EntityType, boolean> = {
     EMAIL: false,
     PHONE: false,
     CARD: false,
@@ -45,24 +49,51 @@ function enabledFor(types: EntityType[] | undefined): Enabled {
   return en;
 }
 
-const DIGIT_RE = /[0-9]/;
+function normalizeCountry(country: string | undefined): string {
+  if (country === undefined) return "IT";
+  // Avoids allocating a string per call for the usual already-uppercase codes.
+  for (let i = 0; i < country.length; i++) {
+    const c = country.charCodeAt(i);
+    if (c >= 97 && c <= 122) return country.toUpperCase();
+  }
+  return country;
+}
+
+function better(a: Candidate, b: Candidate): boolean {
+  return a.priority > b.priority || (a.priority === b.priority && a.end - a.start > b.end - b.start);
+}
 
 /** Keeps the highest-priority (then longest) candidates that do not overlap, sorted by start. */
 function resolveOverlaps(cands: Candidate[]): Candidate[] {
-  if (cands.length === 1) return cands;
-  cands.sort((a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start);
+  const n = cands.length;
+  if (n === 1) return cands;
+  // Insertion sort by start: a handful of candidates, mostly in order already.
+  for (let i = 1; i < n; i++) {
+    const c = cands[i] as Candidate;
+    let j = i - 1;
+    while (j >= 0 && (cands[j] as Candidate).start > c.start) {
+      cands[j + 1] = cands[j] as Candidate;
+      j--;
+    }
+    cands[j + 1] = c;
+  }
   const kept: Candidate[] = [];
-  for (const c of cands) {
-    let clash = false;
-    for (const k of kept) {
-      if (c.start < k.end && k.start < c.end) {
-        clash = true;
+  for (let i = 0; i < n; i++) {
+    const c = cands[i] as Candidate;
+    let wins = true;
+    // Compare with every kept candidate it overlaps (they are the last ones kept).
+    for (let k = kept.length - 1; k >= 0; k--) {
+      const o = kept[k] as Candidate;
+      if (o.end <= c.start) break;
+      if (!better(c, o)) {
+        wins = false;
         break;
       }
     }
-    if (!clash) kept.push(c);
+    if (!wins) continue;
+    while (kept.length > 0 && (kept[kept.length - 1] as Candidate).end > c.start) kept.pop();
+    kept.push(c);
   }
-  kept.sort((a, b) => a.start - b.start);
   return kept;
 }
 
@@ -72,32 +103,47 @@ function resolveOverlaps(cands: Candidate[]): Candidate[] {
  * such as order numbers, prices, dates and tracking numbers are left alone. Synchronous and free of
  * platform APIs: runs in Node and workerd alike.
  */
-export function redact(text: string, options: RedactOptions = {}): RedactResult {
-  const en = enabledFor(options.types);
-  const country = (options.defaultCountry ?? "IT").toUpperCase();
+export function redact(text: string, options?: RedactOptions): RedactResult {
+  const en = enabledFor(options?.types);
+  const country = normalizeCountry(options?.defaultCountry);
   const cands: Candidate[] = [];
 
+  // Order matters a little: digit runs skip spans already claimed by emails and credentials.
   if (en.EMAIL && text.indexOf("@") >= 0) scanEmails(text, cands);
-  const hasDigit = DIGIT_RE.test(text);
-  if (hasDigit) {
-    if (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP) scanDigitRuns(text, cands, en, country);
-    if (en.IBAN) scanIbans(text, cands);
-    if (en.IP) scanIpv6(text, cands);
-  }
-  // Codice fiscale with full omocodia and some secrets have no digit at all.
-  if ((en.CODICE_FISCALE || en.CREDENTIAL) && text.length >= 15) scanTokens(text, cands, en);
   if (en.CREDENTIAL) scanCredentials(text, cands);
+  if (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP || en.IBAN) scanDigitRuns(text, cands, en, country);
+  if ((en.CODICE_FISCALE || en.CREDENTIAL || en.IBAN) && text.length >= 15) scanTokens(text, cands, en);
+  if (en.IP && text.indexOf(":") >= 0) scanIpv6(text, cands);
 
   if (cands.length === 0) return { text, entities: [] };
 
   const kept = resolveOverlaps(cands);
-  const vault = options.vault ?? new PlaceholderVault();
+  const vault = options?.vault;
   const entities: RedactedEntity[] = [];
+  const counters: Partial<Record<EntityType, number>> = {};
   let out = "";
   let last = 0;
-  for (const c of kept) {
-    const original = text.slice(c.start, c.end);
-    const placeholder = vault.placeholderFor(c.type, c.key, original);
+  for (let n = 0; n < kept.length; n++) {
+    const c = kept[n] as Candidate;
+    let placeholder: string;
+    if (vault) {
+      placeholder = vault.placeholderFor(c.type, c.key, text.slice(c.start, c.end));
+    } else {
+      // Per-call numbering: the same value repeated in this text reuses its placeholder.
+      placeholder = "";
+      for (let p = 0; p < n; p++) {
+        const prev = kept[p] as Candidate;
+        if (prev.type === c.type && prev.key === c.key) {
+          placeholder = (entities[p] as RedactedEntity).placeholder;
+          break;
+        }
+      }
+      if (placeholder === "") {
+        const count = (counters[c.type] ?? 0) + 1;
+        counters[c.type] = count;
+        placeholder = `[${c.type}_${count}]`;
+      }
+    }
     out += text.slice(last, c.start) + placeholder;
     last = c.end;
     entities.push({ type: c.type, start: c.start, end: c.end, placeholder });

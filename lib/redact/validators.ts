@@ -34,33 +34,31 @@ export function cardIssuerValid(digits: string): boolean {
   const len = digits.length;
   if (len < 13 || len > 19) return false;
   const p1 = digits.charCodeAt(0) - C0;
+  if (p1 === 4) return len === 13 || len === 16 || len === 19; // Visa (and Visa Electron)
+  if (p1 < 2 || p1 > 6) return false;
   const p2 = prefixValue(digits, 2);
-  const p3 = prefixValue(digits, 3);
-  const p4 = prefixValue(digits, 4);
-  const p6 = prefixValue(digits, 6);
   switch (p1) {
-    case 4: // Visa (and Visa Electron)
-      return len === 13 || len === 16 || len === 19;
     case 5:
       if (p2 >= 51 && p2 <= 55) return len === 16; // Mastercard
-      if (p2 === 50 || (p2 >= 56 && p2 <= 58)) return len >= 13; // Maestro, Dankort, Verve
-      return false;
-    case 2:
+      return p2 === 50 || (p2 >= 56 && p2 <= 58); // Maestro, Dankort, Verve
+    case 2: {
+      const p4 = prefixValue(digits, 4);
       if (p4 >= 2221 && p4 <= 2720) return len === 16; // Mastercard 2-series
-      if (p4 >= 2200 && p4 <= 2204) return len >= 16; // Mir
-      return false;
-    case 3:
+      return p4 >= 2200 && p4 <= 2204 && len >= 16; // Mir
+    }
+    case 3: {
       if (p2 === 34 || p2 === 37) return len === 15; // Amex
+      const p4 = prefixValue(digits, 4);
       if (p4 >= 3528 && p4 <= 3589) return len >= 16; // JCB
-      if ((p3 >= 300 && p3 <= 305) || p4 === 3095 || p2 === 36 || p2 === 38 || p2 === 39) return len >= 14; // Diners
-      return false;
-    case 6:
-      if (p4 === 6011 || p2 === 65 || (p3 >= 644 && p3 <= 649)) return len >= 16; // Discover
-      if (p6 >= 622126 && p6 <= 622925) return len >= 16; // Discover/UnionPay co-brand
-      if (p2 === 62 || p2 === 81) return len >= 16; // UnionPay
-      if (p2 === 60) return len >= 16; // RuPay
-      if (p2 === 63 || p2 === 67) return len >= 13; // Maestro (6304, 639x, 67xx)
-      return false;
+      const p3 = prefixValue(digits, 3);
+      return ((p3 >= 300 && p3 <= 305) || p4 === 3095 || p2 === 36 || p2 === 38 || p2 === 39) && len >= 14; // Diners
+    }
+    case 6: {
+      const p3 = prefixValue(digits, 3);
+      if (p2 === 65 || (p3 >= 644 && p3 <= 649) || prefixValue(digits, 4) === 6011) return len >= 16; // Discover
+      if (p2 === 62 || p2 === 60) return len >= 16; // UnionPay (incl. Discover co-brand 622126-622925), RuPay
+      return (p2 === 63 || p2 === 67) && len >= 13; // Maestro (6304, 639x, 67xx)
+    }
     default:
       return false;
   }
@@ -87,19 +85,41 @@ function ibanCharValue(c: number): number {
 }
 
 /**
- * ISO 13616 mod-97 check over a compact (no separators) IBAN, case-insensitive.
- * Length and country are checked by the caller against {@link IBAN_LENGTHS}.
+ * ISO 13616 mod-97 check over the IBAN in text[start, end), skipping spaces and dashes between
+ * characters, case-insensitive. Length and country are checked by the caller against
+ * {@link IBAN_LENGTHS}.
  */
-export function ibanMod97Valid(compact: string): boolean {
-  const len = compact.length;
+export function ibanMod97Valid(text: string, start = 0, end = text.length): boolean {
+  // Rearranged order: BBAN first, then country code and check digits (the first four characters).
   let r = 0;
-  for (let k = 0; k < len; k++) {
-    // Rearranged order: BBAN first, then country code and check digits.
-    const i = k + 4 < len ? k + 4 : k + 4 - len;
-    const v = ibanCharValue(compact.charCodeAt(i));
-    if (v < 0) return false;
+  let seen = 0;
+  let h0 = 0;
+  let h1 = 0;
+  let h2 = 0;
+  let h3 = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    const v = ibanCharValue(c);
+    if (v < 0) {
+      if (c === 32 || c === 45 || c === 0xa0) continue;
+      return false;
+    }
+    if (seen < 4) {
+      if (seen === 0) h0 = v;
+      else if (seen === 1) h1 = v;
+      else if (seen === 2) h2 = v;
+      else h3 = v;
+      seen++;
+      continue;
+    }
     r = v < 10 ? (r * 10 + v) % 97 : (r * 100 + v) % 97;
   }
+  if (seen < 4) return false;
+  // Country letters are two-digit values, check digits one-digit values.
+  r = (r * 100 + h0) % 97;
+  r = (r * 100 + h1) % 97;
+  r = h2 < 10 ? (r * 10 + h2) % 97 : (r * 100 + h2) % 97;
+  r = h3 < 10 ? (r * 10 + h3) % 97 : (r * 100 + h3) % 97;
   return r === 1;
 }
 

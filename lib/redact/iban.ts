@@ -1,0 +1,93 @@
+// IBAN: ISO 13616 structure, per-country length and mod-97 check. IBAN starts are found by the
+// digit-run scan ("FR76 3000 ...") and the token scan (compact, or groups with few digits).
+import type { Candidate } from "./candidate";
+import { PRIORITY, covered } from "./candidate";
+import { isAlnum, isAsciiLetter, isDigit, isWordChar } from "./chars";
+import { IBAN_LENGTHS, ibanMod97Valid } from "./validators";
+
+const SEPARATORS_RE = /[\s-]+/g;
+
+/** IBAN length by country code, indexed (A-Z, A-Z) -> 26 * a + b; 0 for non-IBAN countries. */
+const IBAN_LENGTH_TABLE = new Uint8Array(26 * 26);
+for (const [cc, n] of Object.entries(IBAN_LENGTHS)) IBAN_LENGTH_TABLE[(cc.charCodeAt(0) - 65) * 26 + cc.charCodeAt(1) - 65] = n;
+
+/** Validates an IBAN starting at `start` (single spaces or dashes allowed between characters); returns its end or -1. */
+export function ibanAt(text: string, start: number, out: Candidate[]): number {
+  const c0 = (text.charCodeAt(start) & ~32) - 65;
+  const c1 = (text.charCodeAt(start + 1) & ~32) - 65;
+  if (c0 < 0 || c0 > 25 || c1 < 0 || c1 > 25) return -1;
+  const ibanLen = IBAN_LENGTH_TABLE[c0 * 26 + c1] as number;
+  if (ibanLen === 0) return -1;
+  const len = text.length;
+  let count = 4;
+  let p = start + 4;
+  while (count < ibanLen && p < len) {
+    const c = text.charCodeAt(p);
+    if (isAlnum(c)) {
+      count++;
+      p++;
+    } else if ((c === 32 || c === 45 || c === 0xa0) && p + 1 < len && isAlnum(text.charCodeAt(p + 1))) {
+      p++;
+    } else break;
+  }
+  if (count !== ibanLen || (p < len && isAlnum(text.charCodeAt(p)))) return -1;
+  if (!ibanMod97Valid(text, start, p)) return -1;
+  const raw = text.slice(start, p);
+  const key = (p - start === ibanLen ? raw : raw.replace(SEPARATORS_RE, "")).toUpperCase();
+  out.push({ type: "IBAN", start, end: p, key, priority: PRIORITY.IBAN });
+  return p;
+}
+
+/**
+ * Start of an IBAN written in groups ("IT60 X054 2811 ...") that ends up in the digit run at
+ * `runStart`: walks back over groups of up to four alphanumerics to a "XX00" group at a word start.
+ */
+export function ibanStartBefore(text: string, runStart: number): number {
+  let p = runStart;
+  for (let groups = 0; groups < 8; groups++) {
+    const sep = text.charCodeAt(p - 1);
+    if (sep !== 32 && sep !== 45 && sep !== 0xa0) return -1;
+    const e = p - 1;
+    let s = e;
+    while (s > 0 && e - s < 5 && isAlnum(text.charCodeAt(s - 1))) s--;
+    const n = e - s;
+    if (n === 0 || n > 4) return -1;
+    if (
+      n === 4 &&
+      isAsciiLetter(text.charCodeAt(s)) &&
+      isAsciiLetter(text.charCodeAt(s + 1)) &&
+      isDigit(text.charCodeAt(s + 2)) &&
+      isDigit(text.charCodeAt(s + 3)) &&
+      (s === 0 || !isWordChar(text.charCodeAt(s - 1)))
+    ) {
+      return s;
+    }
+    p = s;
+  }
+  return -1;
+}
+
+/**
+ * IBAN written in groups ("MT84 MALT 0110 ...") around the group ending at `groupEnd - 1`: finds
+ * the "XX00" group it starts with and validates from there. Returns the IBAN end or -1.
+ */
+export function ibanAroundGroup(text: string, groupEnd: number, out: Candidate[]): number {
+  let gs = groupEnd;
+  while (gs > 0 && groupEnd - gs < 4 && isAlnum(text.charCodeAt(gs - 1))) gs--;
+  if (gs > 0 && isAlnum(text.charCodeAt(gs - 1))) return -1;
+  if (out.length > 0 && covered(out, 0, gs, groupEnd)) return -1;
+  let start = -1;
+  if (
+    groupEnd - gs === 4 &&
+    isAsciiLetter(text.charCodeAt(gs)) &&
+    isAsciiLetter(text.charCodeAt(gs + 1)) &&
+    isDigit(text.charCodeAt(gs + 2)) &&
+    isDigit(text.charCodeAt(gs + 3)) &&
+    (gs === 0 || !isWordChar(text.charCodeAt(gs - 1)))
+  ) {
+    start = gs;
+  } else if (gs > 0) {
+    start = ibanStartBefore(text, gs);
+  }
+  return start < 0 ? -1 : ibanAt(text, start, out);
+}

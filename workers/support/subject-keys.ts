@@ -1,0 +1,63 @@
+/**
+ * Per-subject data keys (crypto-shredding). Message text, addresses and files of
+ * a data subject are encrypted under the subject's own AES-256 key, kept in D1
+ * only wrapped by MASTER_KEY. Erasing the subject destroys the wrapped key, so
+ * no backup or point-in-time restore of D1, Durable Objects or R2 can bring the
+ * content back.
+ */
+import { openBytes, randomBytes, sealBytes } from "../../lib/crypto";
+import { newId } from "../../lib/ids";
+import { masterKeyring } from "./keyring";
+
+/** A usable subject key. */
+export interface SubjectKey {
+  id: string;
+  key: CryptoKey;
+}
+
+const bound = (tenantId: string, subjectHash: string, id: string) => `subject-key:${tenantId}:${subjectHash}:${id}`;
+
+async function importAes(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+}
+
+/** The subject's live key, created on first use (concurrent first uses converge on one key). */
+export async function subjectKeyFor(env: Env, tenantId: string, subjectHash: string): Promise<SubjectKey> {
+  const select = () =>
+    env.DB.prepare("SELECT id, wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_hash = ? AND destroyed_at IS NULL")
+      .bind(tenantId, subjectHash)
+      .first<{ id: string; wrapped_key: string }>();
+  let row = await select();
+  if (!row) {
+    const { key, keyId } = await masterKeyring(env);
+    const id = newId("sk");
+    const wrapped = await sealBytes(key, keyId, randomBytes(32), bound(tenantId, subjectHash, id));
+    // The partial unique index allows one live key per subject: a concurrent creator's insert is ignored.
+    await env.DB.prepare(
+      "INSERT INTO subject_keys (id, tenant_id, subject_hash, wrapped_key, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+      .bind(id, tenantId, subjectHash, wrapped, Date.now())
+      .run();
+    row = await select();
+    if (!row) throw new Error("subject key could not be created");
+  }
+  const { key } = await masterKeyring(env);
+  return { id: row.id, key: await importAes(await openBytes(key, row.wrapped_key, bound(tenantId, subjectHash, row.id))) };
+}
+
+/** A subject key by id, or null when it was destroyed (the subject was erased). */
+export async function subjectKeyById(env: Env, tenantId: string, id: string): Promise<CryptoKey | null> {
+  const row = await env.DB.prepare("SELECT subject_hash, wrapped_key FROM subject_keys WHERE id = ? AND tenant_id = ? AND destroyed_at IS NULL")
+    .bind(id, tenantId)
+    .first<{ subject_hash: string; wrapped_key: string | null }>();
+  if (!row?.wrapped_key) return null;
+  const { key } = await masterKeyring(env);
+  return importAes(await openBytes(key, row.wrapped_key, bound(tenantId, row.subject_hash, id)));
+}
+
+/** Destroys every key of a subject: the wrapped key bytes are overwritten, the row stays as proof. */
+export function destroySubjectKeysStatement(db: D1Database, tenantId: string, subjectHash: string, now: number): D1PreparedStatement {
+  return db
+    .prepare("UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = ? WHERE tenant_id = ? AND subject_hash = ? AND destroyed_at IS NULL")
+    .bind(now, tenantId, subjectHash);
+}
