@@ -319,6 +319,49 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /**
+   * The object's storage as stored (message bodies stay sealed under the
+   * subject key), for encrypted backups. Restoring it after the subject was
+   * erased brings back nothing readable: the key is gone.
+   */
+  async exportSnapshot(): Promise<ConversationSnapshot | null> {
+    if (!this.#getMeta("conversation_id")) return null;
+    const meta: Record<string, string> = {};
+    for (const row of this.#sql.exec("SELECT key, value FROM meta")) meta[String(row.key)] = String(row.value);
+    const messages = this.#sql.exec("SELECT * FROM messages ORDER BY seq").toArray().map((r) => ({ ...r }) as Record<string, SqlStorageValue>);
+    const vault = this.#sql.exec("SELECT placeholder, original FROM vault").toArray().map((r) => ({ placeholder: String(r.placeholder), original: String(r.original) }));
+    return { version: 1, meta, messages: messages.map(plainRow), vault };
+  }
+
+  /** Replaces this object's storage with a snapshot (operator restore). Pending work is not resumed. */
+  async importSnapshot(snapshot: ConversationSnapshot): Promise<{ messages: number }> {
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.#keys.clear();
+    this.#liveKey = null;
+    this.#migrate();
+    this.ctx.storage.transactionSync(() => {
+      for (const [key, value] of Object.entries(snapshot.meta)) {
+        if (key === "schema_version" || key === "index_version") continue;
+        this.#setMeta(key, value);
+      }
+      for (const m of snapshot.messages) {
+        this.#sql.exec(
+          `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, error, attempts, client_key, created_at, updated_at, intent, enc)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          m.seq, m.id, m.direction, m.author, m.author_id, m.body, m.media ?? "[]", m.provider_message_id, m.status, m.error, m.attempts ?? 0, m.client_key, m.created_at, m.updated_at, m.intent ?? null, m.enc ?? 0,
+        );
+        // Restored inbound messages are history, not new work.
+        this.#sql.exec("INSERT OR IGNORE INTO tasks (message_seq, state, next_attempt_at, reported) VALUES (?, 'done', 0, 1)", m.seq);
+      }
+      for (const v of snapshot.vault) this.#sql.exec("INSERT OR IGNORE INTO vault (placeholder, original) VALUES (?, ?)", v.placeholder, v.original);
+      this.#setMeta("index_version", "0");
+      this.#bumpVersion();
+    });
+    await this.#syncIndexSafely();
+    return { messages: snapshot.messages.length };
+  }
+
+  /**
    * Erases everything this object holds (messages, state, queues, vault, alarm)
    * and closes its sockets. The caller removes the D1 index row and, for a
    * subject erasure, destroys the subject key.
@@ -1221,6 +1264,20 @@ export class Conversation extends DurableObject<Env> {
 /** What a web-chat visitor sees of a message: no internal ids, statuses or errors. */
 function chatView(message: MessageView) {
   return { id: message.id, seq: message.seq, from: message.direction === "inbound" ? "you" : message.author, text: message.text, createdAt: message.createdAt };
+}
+
+/** A conversation object's storage as stored (bodies sealed), for backups. */
+export interface ConversationSnapshot {
+  version: 1;
+  meta: Record<string, string>;
+  messages: Record<string, string | number | null>[];
+  vault: { placeholder: string; original: string }[];
+}
+
+function plainRow(row: Record<string, SqlStorageValue>): Record<string, string | number | null> {
+  const out: Record<string, string | number | null> = {};
+  for (const [k, v] of Object.entries(row)) out[k] = v instanceof ArrayBuffer ? null : v;
+  return out;
 }
 
 /** A message id with its body sealed under the subject key. */
