@@ -1,6 +1,7 @@
 /**
  * Retention maths from the privacy policy Parley implements: a period per data
- * category, tenant overrides within legal bounds, and expiry dates. Pure.
+ * category, tenant overrides within legal bounds, and expiry dates. Pure: no
+ * Workers imports, no clock (callers pass "now").
  */
 
 /** Data categories with a retention period. */
@@ -20,12 +21,14 @@ export const RETENTION_CATEGORIES = [
 ] as const;
 export type RetentionCategory = (typeof RETENTION_CATEGORIES)[number];
 
-const MONTH = 30.4375; // days, so "24 months" means two calendar years on average
+/** Average days in a month, so "24 months" means two calendar years on average. */
+const MONTH = 30.4375;
 const months = (n: number) => Math.round(n * MONTH);
 
 /** Default, minimum and maximum retention (days) per category, and what the period counts from. */
 export interface CategoryRule {
   defaultDays: number;
+  /** The legal floor: a tenant cannot keep the data for less. */
   minDays: number;
   maxDays: number;
   /** What the period is measured from. */
@@ -35,6 +38,7 @@ export interface CategoryRule {
   note: string;
 }
 
+/** The policy table (DESIGN.md, "Default retention"). */
 export const RETENTION_RULES: Readonly<Record<RetentionCategory, CategoryRule>> = {
   conversation_logs: { defaultDays: months(24), minDays: 1, maxDays: months(120), from: "last activity", configurable: true, note: "end-user conversations; tenant-configurable" },
   recordings: { defaultDays: months(12), minDays: 1, maxDays: months(60), from: "creation", configurable: true, note: "meeting and call recordings" },
@@ -50,24 +54,53 @@ export const RETENTION_RULES: Readonly<Record<RetentionCategory, CategoryRule>> 
   backups: { defaultDays: 30, minDays: 30, maxDays: 30, from: "creation", configurable: false, note: "rolling 30 days, then unrecoverable" },
 };
 
-/** Conversations with special categories of data keep at most this long (the shortest period the policy allows for them). */
+/** Conversations with special categories of data (GDPR art. 9) are kept at most this long. */
 export const SPECIAL_CATEGORY_MAX_DAYS = months(6);
+
+/** Agent-health dedupe keys only guard against at-least-once retries: a week is plenty. */
+export const AGENT_HEALTH_KEY_DAYS = 7;
 
 export const DAY_MS = 86_400_000;
 
-/** Why a requested period is refused, or null. */
+/** Type guard for category names read from storage or requests. */
+export function isRetentionCategory(value: string): value is RetentionCategory {
+  return (RETENTION_CATEGORIES as readonly string[]).includes(value);
+}
+
+/**
+ * Why a requested period is refused, or null. A fixed category accepts only
+ * its fixed period (which changes nothing).
+ */
 export function retentionProblem(category: RetentionCategory, days: number): string | null {
   const rule = RETENTION_RULES[category];
-  if (!rule.configurable) return `${category} retention is fixed at ${rule.defaultDays} days`;
   if (!Number.isInteger(days)) return "days must be a whole number";
+  if (!rule.configurable) return days === rule.defaultDays ? null : `${category} retention is fixed at ${rule.defaultDays} days`;
   if (days < rule.minDays) return `${category} cannot be kept for less than ${rule.minDays} days (legal floor)`;
   if (days > rule.maxDays) return `${category} cannot be kept for more than ${rule.maxDays} days`;
   return null;
 }
 
-/** The period in force: the tenant's override, or the default. */
-export function effectiveDays(category: RetentionCategory, override: number | undefined): number {
-  return override ?? RETENTION_RULES[category].defaultDays;
+/**
+ * The period in force: the tenant's override, or the default. A stored
+ * override outside the current bounds (the rules changed after it was saved)
+ * is clamped into them, so a floor always wins.
+ */
+export function effectiveDays(category: RetentionCategory, override: number | undefined | null): number {
+  const rule = RETENTION_RULES[category];
+  if (!rule.configurable || override === undefined || override === null || !Number.isFinite(override)) return rule.defaultDays;
+  return Math.min(rule.maxDays, Math.max(rule.minDays, Math.trunc(override)));
+}
+
+/** A tenant's periods in force for every category. */
+export type RetentionPolicy = Readonly<Record<RetentionCategory, number>>;
+
+/** Resolves stored overrides (unknown categories ignored) into the periods in force. */
+export function resolvePolicy(overrides: Iterable<{ category: string; days: number }>): RetentionPolicy {
+  const found = new Map<RetentionCategory, number>();
+  for (const o of overrides) if (isRetentionCategory(o.category)) found.set(o.category, o.days);
+  const policy = {} as Record<RetentionCategory, number>;
+  for (const category of RETENTION_CATEGORIES) policy[category] = effectiveDays(category, found.get(category));
+  return policy;
 }
 
 /** Days a conversation is kept: the policy, shortened for special categories. */
@@ -83,4 +116,9 @@ export function expiresAt(fromMs: number, days: number): number {
 /** Latest "from" time still expired at `nowMs` (items at or before it are due). */
 export function expiryCutoff(nowMs: number, days: number): number {
   return nowMs - days * DAY_MS;
+}
+
+/** Whether something counted from `fromMs` is due for deletion at `nowMs`. */
+export function isExpired(fromMs: number, days: number, nowMs: number): boolean {
+  return fromMs <= expiryCutoff(nowMs, days);
 }

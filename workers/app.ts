@@ -3,7 +3,9 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import { agentHealth } from "./agent-health";
+import { attachments, conversationAttachments, isAttachmentUpload } from "./attachments";
 import { audit } from "./audit";
+import { operatorBackups } from "./backups";
 import { campaigns, rpoRegister } from "./campaigns";
 import { channels } from "./channels";
 import { dsr } from "./dsr";
@@ -12,9 +14,12 @@ import { consents } from "./consents";
 import { conversations } from "./conversations";
 import { keys } from "./keys";
 import { knowledge } from "./knowledge";
+import { legalHolds } from "./legal-holds";
 import { notices } from "./notices";
+import { operator } from "./operator";
 import { conversationRecordings, recordings, voiceModels } from "./recordings";
 import { redaction } from "./redact";
+import { retentionPolicies } from "./retention";
 import { settings } from "./settings";
 import { tenants } from "./tenants";
 import { customWebhooks } from "./webhooks/custom";
@@ -52,8 +57,10 @@ export const app = new OpenAPIHono<AppEnv>({
 const securityHeaders = secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" });
 // WebSocket upgrade responses come back from the Durable Object with immutable headers.
 app.use("*", (c, next) => (c.req.path.startsWith("/chat/") ? next() : securityHeaders(c, next)));
-app.use("/v1/*", bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) }));
-app.use("/v1/*", jsonOnly);
+const jsonBodyLimit = bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) });
+// The attachment upload takes raw bytes: it is exempt from the JSON-only rule and applies its own (larger) body limit.
+app.use("/v1/*", (c, next) => (isAttachmentUpload(c.req.method, c.req.path) ? next() : jsonBodyLimit(c, next)));
+app.use("/v1/*", (c, next) => (isAttachmentUpload(c.req.method, c.req.path) ? next() : jsonOnly(c, next)));
 app.use("/webhooks/*", bodyLimit({ maxSize: WEBHOOK_BODY_LIMIT, onError: tooLarge(WEBHOOK_BODY_LIMIT) }));
 
 app.get("/health", async (c) => {
@@ -65,6 +72,8 @@ app.get("/health", async (c) => {
 });
 
 app.route("/v1/tenants", tenants);
+app.route("/v1/operator/backups", operatorBackups);
+app.route("/v1/operator", operator);
 app.route("/v1/keys", keys);
 app.route("/v1/channels", channels);
 app.route("/v1/conversations", conversations);
@@ -76,10 +85,14 @@ app.route("/v1/rpo-register", rpoRegister);
 app.route("/v1/conversations", conversationRecordings);
 app.route("/v1/recordings", recordings);
 app.route("/v1/voice-models", voiceModels);
+app.route("/v1/conversations", conversationAttachments);
+app.route("/v1/attachments", attachments);
 app.route("/v1/settings", settings);
 app.route("/v1/knowledge", knowledge);
 app.route("/v1/agent-health", agentHealth);
 app.route("/v1/redact", redaction);
+app.route("/v1/retention-policies", retentionPolicies);
+app.route("/v1/legal-holds", legalHolds);
 app.route("/v1/dsr", dsr);
 app.route("/webhooks/twilio", twilioWebhooks);
 app.route("/webhooks/whatsapp", whatsappWebhooks);

@@ -21,11 +21,28 @@ function logEntry(db: D1Database, tenantId: string, targetType: string, targetId
     .bind(newId("del", now), tenantId, targetType, targetId, category, reason, subjectHash, now);
 }
 
+/** Options of {@link eraseConversation}. */
+export interface EraseOptions {
+  /**
+   * false: write no deletion-log entries. Only for re-applying deletions that
+   * are already in the log (a backup restore); every first deletion is logged.
+   */
+  log?: boolean;
+}
+
 /**
  * Erases one conversation everywhere. Idempotent: running it again on a gone
  * conversation deletes nothing and logs nothing new (at-least-once sweeps).
  */
-export async function eraseConversation(env: Env, tenantId: string, conversationId: string, reason: DeletionReason, now = Date.now()): Promise<ErasedCounts> {
+export async function eraseConversation(
+  env: Env,
+  tenantId: string,
+  conversationId: string,
+  reason: DeletionReason,
+  now = Date.now(),
+  options: EraseOptions = {},
+): Promise<ErasedCounts> {
+  const log = options.log !== false;
   const index = await env.DB.prepare("SELECT subject_hash, special_category FROM conversations WHERE id = ? AND tenant_id = ?")
     .bind(conversationId, tenantId)
     .first<{ subject_hash: string; special_category: number }>();
@@ -43,15 +60,15 @@ export async function eraseConversation(env: Env, tenantId: string, conversation
   const statements: D1PreparedStatement[] = [];
   for (const f of files) {
     statements.push(env.DB.prepare("DELETE FROM attachments WHERE id = ?").bind(f.id));
-    statements.push(logEntry(env.DB, tenantId, f.category, f.id, f.category === "recording" ? "recordings" : "conversation_logs", reason, subjectHash, now));
+    if (log) statements.push(logEntry(env.DB, tenantId, f.category, f.id, f.category === "recording" ? "recordings" : "conversation_logs", reason, subjectHash, now));
   }
   for (const r of recordings) {
     statements.push(env.DB.prepare("DELETE FROM recordings WHERE id = ?").bind(r.id));
-    statements.push(logEntry(env.DB, tenantId, "recording", r.id, "recordings", reason, subjectHash, now));
+    if (log) statements.push(logEntry(env.DB, tenantId, "recording", r.id, "recordings", reason, subjectHash, now));
   }
   if (index) {
     statements.push(env.DB.prepare("DELETE FROM conversations WHERE id = ? AND tenant_id = ?").bind(conversationId, tenantId));
-    statements.push(logEntry(env.DB, tenantId, "conversation", conversationId, "conversation_logs", reason, subjectHash, now));
+    if (log) statements.push(logEntry(env.DB, tenantId, "conversation", conversationId, "conversation_logs", reason, subjectHash, now));
   }
   if (statements.length > 0) await env.DB.batch(statements);
   return { messages, attachments: files.length, recordings: recordings.length };

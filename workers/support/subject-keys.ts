@@ -5,9 +5,9 @@
  * no backup or point-in-time restore of D1, Durable Objects or R2 can bring the
  * content back.
  */
-import { openBytes, randomBytes, sealBytes } from "../../lib/crypto";
+import { randomBytes, sealBytes } from "../../lib/crypto";
 import { newId } from "../../lib/ids";
-import { masterKeyring } from "./keyring";
+import { masterKeyring, openWithMasterKey } from "./keyring";
 
 /** A usable subject key. */
 export interface SubjectKey {
@@ -15,10 +15,17 @@ export interface SubjectKey {
   key: CryptoKey;
 }
 
-const bound = (tenantId: string, subjectHash: string, id: string) => `subject-key:${tenantId}:${subjectHash}:${id}`;
+/** Associated data binding a wrapped subject key to its tenant, subject and id (a copied key fails to unwrap). */
+export const subjectKeyBinding = (tenantId: string, subjectHash: string, id: string): string => `subject-key:${tenantId}:${subjectHash}:${id}`;
+const bound = subjectKeyBinding;
 
+/** Imports unwrapped key bytes (non-extractable) and wipes the bytes. */
 async function importAes(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  try {
+    return await crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  } finally {
+    raw.fill(0);
+  }
 }
 
 /** The subject's live key, created on first use (concurrent first uses converge on one key). */
@@ -41,8 +48,7 @@ export async function subjectKeyFor(env: Env, tenantId: string, subjectHash: str
     row = await select();
     if (!row) throw new Error("subject key could not be created");
   }
-  const { key } = await masterKeyring(env);
-  return { id: row.id, key: await importAes(await openBytes(key, row.wrapped_key, bound(tenantId, subjectHash, row.id))) };
+  return { id: row.id, key: await importAes(await openWithMasterKey(env, row.wrapped_key, bound(tenantId, subjectHash, row.id))) };
 }
 
 /** A subject key by id, or null when it was destroyed (the subject was erased). */
@@ -51,8 +57,7 @@ export async function subjectKeyById(env: Env, tenantId: string, id: string): Pr
     .bind(id, tenantId)
     .first<{ subject_hash: string; wrapped_key: string | null }>();
   if (!row?.wrapped_key) return null;
-  const { key } = await masterKeyring(env);
-  return importAes(await openBytes(key, row.wrapped_key, bound(tenantId, row.subject_hash, id)));
+  return importAes(await openWithMasterKey(env, row.wrapped_key, bound(tenantId, row.subject_hash, id)));
 }
 
 /** Destroys every key of a subject: the wrapped key bytes are overwritten, the row stays as proof. */

@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { verifyTwilioSignature } from "../../lib/signatures";
+import { importInboundMedia } from "../attachments";
 import type { AppEnv } from "../support/context";
 import { requireContentType, rawBody, strictUtf8 } from "../support/body";
 import { ApiError, zodIssues } from "../support/errors";
@@ -79,12 +80,14 @@ twilioWebhooks.post("/:channelId", async (c) => {
     if (url) media.push({ url, contentType: fields[`MediaContentType${i}`] ?? "application/octet-stream" });
   }
   if (!data.Body && media.length === 0) throw new ApiError(400, "validation_error", "message has neither text nor media", [{ path: "Body", message: "empty" }]);
-  await ingestInbound(c.env, channel, publicOrigin(c.env, c.req.url), {
+  const result = await ingestInbound(c.env, channel, publicOrigin(c.env, c.req.url), {
     from: data.From,
     providerMessageId: data.MessageSid,
     text: data.Body,
     media,
   });
+  // Media is downloaded (allow-listed hosts only) and stored encrypted after the answer; a duplicate was imported the first time.
+  if (!result.duplicate && media.length > 0) c.executionCtx.waitUntil(importInboundMedia(c.env, channel, result.conversationId, result.messageId, media));
   return c.body(TWIML_EMPTY, 200, { "content-type": "text/xml; charset=utf-8" });
 });
 

@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { timingSafeEqualStrings } from "../../lib/crypto";
 import { verifyMetaSignature } from "../../lib/signatures";
+import { importInboundMedia } from "../attachments";
 import type { MediaRef } from "../../durable-objects/conversation";
 import type { AppEnv } from "../support/context";
 import { logSecurityEvent } from "../support/audit";
@@ -138,9 +139,12 @@ whatsappWebhooks.post("/:channelId", async (c) => {
       // A business account can hold several numbers; only this channel's number is ours to take.
       if (change.field !== "messages" || change.value.metadata?.phone_number_id !== channel.config.phoneNumberId) continue;
       for (const message of change.value.messages ?? []) {
-        const result = await ingestInbound(c.env, channel, origin, toInbound(message));
+        const inbound = toInbound(message);
+        const result = await ingestInbound(c.env, channel, origin, inbound);
         if (result.duplicate) duplicates++;
         else received++;
+        // Media is resolved and downloaded (allow-listed hosts only) and stored encrypted after the answer.
+        if (!result.duplicate && inbound.media.length > 0) c.executionCtx.waitUntil(importInboundMedia(c.env, channel, result.conversationId, result.messageId, inbound.media));
       }
       for (const status of change.value.statuses ?? []) {
         const mapped = WA_STATUS[status.status];
