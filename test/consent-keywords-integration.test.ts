@@ -235,7 +235,7 @@ const KINDS: Kind[] = ["twilio_sms", "twilio_whatsapp", "whatsapp_cloud", "custo
 
 for (const kind of KINDS) {
   // Each test drives three spellings through real webhooks and alarms: allow for a loaded machine.
-  describe(`keywords through the ${kind} webhook`, { timeout: 30_000 }, () => {
+  describe(`keywords through the ${kind} webhook`, { timeout: 90_000 }, () => {
     let s: Setup;
     beforeAll(async () => {
       s = await setup(kind);
@@ -304,7 +304,7 @@ for (const kind of KINDS) {
   });
 }
 
-describe("control: an ordinary message does reach the AI", { timeout: 30_000 }, () => {
+describe("control: an ordinary message does reach the AI", { timeout: 90_000 }, () => {
   it("is decided by the AI pipeline and leaves consent untouched (so the checks above are not vacuous)", async () => {
     for (const kind of ["twilio_sms", "custom"] as const satisfies readonly ChannelType[]) {
       const s = await setup(kind);

@@ -119,6 +119,14 @@ describe("MASTER_KEY rotation", () => {
       mutable.MASTER_KEY_PREVIOUS = oldKey;
       expect(new Uint8Array(await (await api("GET", att.download, ownerKey)).arrayBuffer())).toEqual(fileBytes);
       expect((await postCustom(channel.id, channel.secret, { type: "message", id: "rot-2", from, text: "During the rotation" })).status).toBe(200);
+      const recordingDuring = await api("GET", `/v1/recordings/${rec.id}/audio`, ownerKey);
+      expect(recordingDuring.status).toBe(200);
+      expect(new Uint8Array(await recordingDuring.arrayBuffer())).toEqual(audio);
+      const consentsDuring = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(from)}`, ownerKey))) as { history: { purpose: string; evidence: { ip: string | null } }[] };
+      expect(consentsDuring.history.find((e) => e.purpose === "marketing_sms")?.evidence.ip).toBe("203.0.113.9");
+      const executed = await api("POST", `/v1/dsr/${dsr.id}/execute`, ownerKey);
+      expect(executed.status, await executed.clone().text()).toBe(200);
+      expect(((await json(await api("GET", `/v1/dsr/${dsr.id}/export?format=json`, ownerKey))) as { subject: string }).subject).toBe(`tel:${from}`);
 
       // Bad requests change nothing.
       expect((await api("POST", "/v1/operator/rotate-master-key", ownerKey, {})).status).toBe(401);
@@ -154,8 +162,6 @@ describe("MASTER_KEY rotation", () => {
       for (const k of keys) expect(await subjectKeyById(env, tenantId, k.id)).not.toBeNull();
       const vm = await env.DB.prepare("SELECT object_key, data_key FROM voice_models WHERE tenant_id = ?").bind(tenantId).first<{ object_key: string; data_key: string }>();
       expect((await openBytes(await importMasterKey(newKey), vm?.data_key ?? "", `object-key:${vm?.object_key}`)).length).toBe(32);
-      const executed = await api("POST", `/v1/dsr/${dsr.id}/execute`, ownerKey);
-      expect(executed.status, await executed.clone().text()).toBe(200);
       expect(((await json(await api("GET", `/v1/dsr/${dsr.id}/export?format=json`, ownerKey))) as { subject: string }).subject).toBe(`tel:${from}`);
       const newConversation = await postCustom(channel.id, channel.secret, { type: "message", id: "rot-4", from: "+393471110002", text: "A new subject" });
       expect(newConversation.status).toBe(200);
@@ -177,5 +183,5 @@ describe("MASTER_KEY rotation", () => {
       mutable.MASTER_KEY_PREVIOUS = undefined;
     }
     for (const [table, ids] of Object.entries(await envelopeKeyIds())) expect(ids, table).toEqual([oldId]);
-  });
+  }, 60_000);
 });

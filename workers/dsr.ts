@@ -15,11 +15,11 @@ import type { AppEnv } from "./support/context";
 import { ApiError, conflict, notFound } from "./support/errors";
 import { eraseConversation } from "./support/erasure";
 import { conversationStub } from "./support/ingest";
-import { masterKeyring, subjectHash, tenantHashKey } from "./support/keyring";
+import { masterKeyring, openWithMasterKey, subjectHash, tenantHashKey } from "./support/keyring";
 import { activeHold } from "./support/legal-holds";
 import { destroySubjectKeysStatement } from "./support/subject-keys";
 import { purgeVoiceModels } from "./support/consent-store";
-import { openBytes, sealBytes } from "../lib/crypto";
+import { sealBytes } from "../lib/crypto";
 import { fromUtf8, utf8 } from "../lib/encoding";
 import { bearerSecurity, createRouter, errorResponses, publicOrigin } from "./support/router";
 
@@ -113,8 +113,7 @@ async function sealSubject(env: Env, dsrId: string, address: string): Promise<st
 
 async function openSubject(env: Env, row: DsrRow): Promise<string | null> {
   if (!row.subject_sealed) return null;
-  const { key } = await masterKeyring(env);
-  return fromUtf8(await openBytes(key, row.subject_sealed, `dsr-subject:${row.id}`));
+  return fromUtf8(await openWithMasterKey(env, row.subject_sealed, `dsr-subject:${row.id}`));
 }
 
 async function conversationsOf(env: Env, tenantId: string, hash: string): Promise<{ id: string; channel_id: string; status: string; created_at: number; last_activity_at: number }[]> {

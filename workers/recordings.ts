@@ -6,7 +6,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { DecryptionError, openBytes, sealBytes } from "../lib/crypto";
+import { DecryptionError, sealBytes } from "../lib/crypto";
 import { fromBase64 } from "../lib/encoding";
 import { newId } from "../lib/ids";
 import { newDataKey, OBJECT_CIPHER, OBJECT_FORMAT, openObject, sealObject } from "../lib/consent/sealed-object";
@@ -25,7 +25,7 @@ import {
 } from "./support/consent-store";
 import type { AppEnv } from "./support/context";
 import { ApiError, conflict, forbidden, notFound } from "./support/errors";
-import { masterKeyring } from "./support/keyring";
+import { masterKeyring, openWithMasterKey } from "./support/keyring";
 import { bearerSecurity, createRouter, errorResponses } from "./support/router";
 
 /** `POST /v1/conversations/{id}/recordings` (mounted at /v1/conversations; authenticated per route). */
@@ -80,8 +80,7 @@ async function recordObject(env: Env, objectKey: string, write: () => Promise<bo
 async function getSealedObject(env: Env, objectKey: string, wrappedKey: string): Promise<Uint8Array<ArrayBuffer> | null> {
   const object = await env.FILES.get(objectKey);
   if (!object) return null;
-  const { key } = await masterKeyring(env);
-  const raw = await openBytes(key, wrappedKey, `object-key:${objectKey}`);
+  const raw = await openWithMasterKey(env, wrappedKey, `object-key:${objectKey}`);
   return openObject(raw, new Uint8Array(await object.arrayBuffer()), `object:${objectKey}`);
 }
 

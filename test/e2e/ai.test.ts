@@ -65,7 +65,7 @@ describe("nothing identifying reaches the model", () => {
       card: "4111 1111 1111 1111",
       iban: "IT60 X054 2811 1010 0000 0123 456",
       fiscalCode: "RSSMRA85T10A562S",
-      vat: "IT12345678903",
+      vat: "IT12345670579", // check digit and provincial office code (057) both valid
       ipv4: "192.168.10.25",
       ipv6: "2001:db8:85a3::8a2e:370:7334",
       ssn: "123-45-6789",

@@ -9,7 +9,7 @@
  */
 import { normalizeAddress, type SubjectAddress } from "../../lib/addresses";
 import { parseSettings } from "../../lib/ai/settings";
-import { openBytes, sealBytes, sha256Hex } from "../../lib/crypto";
+import { sealBytes, sha256Hex } from "../../lib/crypto";
 import { fromUtf8, utf8 } from "../../lib/encoding";
 import { newId } from "../../lib/ids";
 import { classifyKeyword, keywordReply, type KeywordAction, type KeywordLocale } from "../../lib/consent/keywords";
@@ -28,7 +28,7 @@ import {
 import type { ChannelType } from "../../d1/schema";
 import { auditStatement, type AuditEntry } from "./audit";
 import { notFound } from "./errors";
-import { masterKeyring, subjectHash as keyedSubjectHash, tenantHashKey } from "./keyring";
+import { masterKeyring, openWithMasterKey, subjectHash as keyedSubjectHash, tenantHashKey } from "./keyring";
 import { z } from "zod";
 
 /** What consent code needs to know about a tenant. */
@@ -203,8 +203,7 @@ export async function sealEvidenceIp(env: Env, consentId: string, ip: string): P
 export async function openEvidenceIp(env: Env, consentId: string, sealed: string | null): Promise<string | null> {
   if (!sealed) return null;
   try {
-    const { key } = await masterKeyring(env);
-    return fromUtf8(await openBytes(key, sealed, `consent-ip:${consentId}`));
+    return fromUtf8(await openWithMasterKey(env, sealed, `consent-ip:${consentId}`));
   } catch {
     return null;
   }
