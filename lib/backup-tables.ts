@@ -123,6 +123,7 @@ export const EXCLUDED_TABLES: Readonly<Record<string, string>> = {
   ai_usage: "derived usage counters for the daily budget",
   sweep_state: "sweep cursors: platform bookkeeping, not tenant data",
   backups: "the catalogue of backups itself (a backup does not contain backups)",
+  billing_events: "Stripe keeps the authoritative event history (and redelivers); the plan it set travels with `tenants`",
 };
 
 /** SQL column names of a backed-up table, from the drizzle schema. */

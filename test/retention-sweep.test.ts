@@ -344,3 +344,41 @@ describe("retention sweep: recordings, security logs, dedupe keys, voice models"
     expect(await deletionLog(t.tenantId)).toHaveLength(log.length);
   });
 });
+
+describe("retention sweep: payment event metadata", () => {
+  it("deletes Stripe event rows past the tenant's payment_metadata period, keeps held tenants' rows, and logs per tenant", { timeout: 60_000 }, async () => {
+    const a = await createTenant("Billing retention A");
+    const b = await createTenant("Billing retention B");
+    const held = await createTenant("Billing retention held");
+    // Tenant A keeps payment metadata for 12 months (the floor); B keeps the default 36.
+    expect((await api("PUT", "/v1/retention-policies", a.ownerKey, { policies: [{ category: "payment_metadata", days: 365 }] })).status).toBe(200);
+    expect((await api("POST", "/v1/legal-holds", held.ownerKey, { scope: "tenant", reason: "Tax audit 2026" })).status).toBe(201);
+    const now = Date.now();
+    const insert = (id: string, tenantId: string | null, ageMonths: number) =>
+      env.DB.prepare(
+        "INSERT INTO billing_events (id, tenant_id, type, outcome, event_created_at, received_at, claim) VALUES (?, ?, 'invoice.paid', 'applied', ?, ?, 'c')",
+      )
+        .bind(id, tenantId, now - ageMonths * MONTH_MS, now - ageMonths * MONTH_MS)
+        .run();
+    await insert("evt_ret_a_old", a.tenantId, 13);
+    await insert("evt_ret_a_new", a.tenantId, 11);
+    await insert("evt_ret_b_13", b.tenantId, 13);
+    await insert("evt_ret_b_37", b.tenantId, 37);
+    await insert("evt_ret_held_40", held.tenantId, 40);
+    await insert("evt_ret_none_37", null, 37);
+
+    const reports = await sweepUntilDone(now);
+    expect(reports.reduce((n, r) => n + r.deleted.billingEvents, 0)).toBeGreaterThanOrEqual(3);
+    const { results } = await env.DB.prepare("SELECT id FROM billing_events WHERE id LIKE 'evt_ret_%' ORDER BY id").all<{ id: string }>();
+    expect(results.map((r) => r.id)).toEqual(["evt_ret_a_new", "evt_ret_b_13", "evt_ret_held_40"]);
+    for (const t of [a, b]) {
+      const log = await deletionLog(t.tenantId);
+      expect(log.map((e) => [e.target_type, e.target_id, e.category, e.reason, e.subject_hash])).toEqual([["billing_events", "1 events", "payment_metadata", "retention_expired", null]]);
+    }
+    expect(await deletionLog(held.tenantId)).toEqual([]);
+
+    // Idempotent: a second cycle deletes and logs nothing more.
+    await sweepUntilDone(now);
+    expect(await deletionLog(a.tenantId)).toHaveLength(1);
+  });
+});

@@ -15,8 +15,9 @@
  * - security-log lines older than `security_logs` (one log entry per batch);
  * - voice models whose consent lapsed;
  *
- * and, once per cycle, tenant-less security-log lines and agent-health dedupe
- * keys older than 7 days. Anything under an active legal hold (tenant, subject
+ * and, once per cycle, tenant-less security-log lines, agent-health dedupe
+ * keys older than 7 days, and Stripe event metadata older than its tenant's
+ * `payment_metadata` period. Anything under an active legal hold (tenant, subject
  * or conversation) is skipped and counted.
  *
  * A run stops at a wall-clock and subrequest budget and stores its position in
@@ -80,6 +81,7 @@ const SPECIAL_SCAN_PAGE = 1000;
 const SPECIAL_SCAN_INTERVAL_MS = 6 * 3_600_000;
 const SECURITY_LOG_BATCH = 500;
 const AGENT_HEALTH_KEY_BATCH = 1000;
+const BILLING_EVENT_BATCH = 500;
 /** Subrequests one conversation costs: the object check, three reads, the erase call, R2, the D1 batch. */
 const CONVERSATION_COST = 7;
 /** A crashed run's lease expires this long after its budget. */
@@ -92,7 +94,7 @@ const REASON: DeletionReason = "retention_expired";
 
 const TENANT_PHASES = ["conversations", "special", "recordings", "recording_files", "security_log", "voice_models"] as const;
 type TenantPhase = (typeof TENANT_PHASES)[number];
-const PHASES = ["tenants", ...TENANT_PHASES, "platform_security_log", "agent_health_keys"] as const;
+const PHASES = ["tenants", ...TENANT_PHASES, "platform_security_log", "agent_health_keys", "billing_events"] as const;
 type Phase = (typeof PHASES)[number];
 
 const cursorSchema = z.object({
@@ -136,6 +138,7 @@ export interface RetentionSweepReport {
     securityLogs: number;
     voiceModels: number;
     agentHealthKeys: number;
+    billingEvents: number;
   };
   skippedHeld: { tenants: number; conversations: number; recordings: number; recordingFiles: number; voiceModels: number };
   /** Conversations the index showed as expired whose object had newer activity (the index was catching up). */
@@ -160,7 +163,7 @@ export interface RetentionSweepReport {
 function emptyReport(nowMs: number): RetentionSweepReport {
   return {
     now: new Date(nowMs).toISOString(),
-    deleted: { conversations: 0, messages: 0, attachments: 0, recordings: 0, recordingFiles: 0, securityLogs: 0, voiceModels: 0, agentHealthKeys: 0 },
+    deleted: { conversations: 0, messages: 0, attachments: 0, recordings: 0, recordingFiles: 0, securityLogs: 0, voiceModels: 0, agentHealthKeys: 0, billingEvents: 0 },
     skippedHeld: { tenants: 0, conversations: 0, recordings: 0, recordingFiles: 0, voiceModels: 0 },
     skippedActive: 0,
     failed: 0,
@@ -176,7 +179,7 @@ function emptyReport(nowMs: number): RetentionSweepReport {
 
 const position = (c: Cursor): SweepPosition => ({ tenantId: c.tenantId, phase: c.phase, at: c.at, id: c.id });
 const totalDeleted = (r: RetentionSweepReport): number =>
-  r.deleted.conversations + r.deleted.recordings + r.deleted.recordingFiles + r.deleted.securityLogs + r.deleted.voiceModels + r.deleted.agentHealthKeys;
+  r.deleted.conversations + r.deleted.recordings + r.deleted.recordingFiles + r.deleted.securityLogs + r.deleted.voiceModels + r.deleted.agentHealthKeys + r.deleted.billingEvents;
 
 /** Periods (days) the sweep needs for one tenant. */
 interface TenantDays {
@@ -315,6 +318,7 @@ class SweepRun {
             securityLogs: d.securityLogs,
             voiceModels: d.voiceModels,
             agentHealthKeys: d.agentHealthKeys,
+            billingEvents: d.billingEvents,
             done: cursor === null,
           },
         }),
@@ -706,7 +710,52 @@ async function stepAgentHealthKeys(run: SweepRun): Promise<Step> {
   ]);
   const count = deleted?.meta.changes ?? 0;
   run.report.deleted.agentHealthKeys += count;
-  return { cursor: count === AGENT_HEALTH_KEY_BATCH ? { tenantId: null, phase: "agent_health_keys", pending: [], at: null, id: null } : null };
+  return { cursor: { tenantId: null, phase: count === AGENT_HEALTH_KEY_BATCH ? "agent_health_keys" : "billing_events", pending: [], at: null, id: null } };
+}
+
+/**
+ * Stripe event metadata (`payment_metadata`) older than its tenant's period
+ * (events naming no tenant: the default period), except for tenants under a
+ * legal hold. One deletion-log entry per tenant and batch, written in the same
+ * D1 batch as the delete; the rows hold no personal data, so no subject hash.
+ */
+async function stepBillingEvents(run: SweepRun): Promise<Step> {
+  const here: Cursor = { tenantId: null, phase: "billing_events", pending: [], at: null, id: null };
+  if (run.room(2, 1) < 1) return { cursor: here, stop: true };
+  const rule = RETENTION_RULES.payment_metadata;
+  run.spend(1);
+  const { results } = await run.env.DB.prepare(
+    `SELECT b.id, b.tenant_id FROM billing_events b
+     WHERE b.received_at <= ?1 - ?2 * COALESCE(
+             (SELECT MIN(MAX(p.days, ?3), ?4) FROM retention_policies p WHERE p.tenant_id = b.tenant_id AND p.category = 'payment_metadata'), ?5)
+       AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.tenant_id = b.tenant_id AND h.released_at IS NULL AND h.scope = 'tenant')
+     ORDER BY b.received_at LIMIT ?6`,
+  )
+    .bind(run.now, DAY_MS, rule.minDays, rule.maxDays, rule.defaultDays, BILLING_EVENT_BATCH)
+    .all<{ id: string; tenant_id: string | null }>();
+  const byTenant = new Map<string, string[]>();
+  for (const row of results) {
+    const owner = row.tenant_id ?? PLATFORM_DELETION_TENANT;
+    byTenant.set(owner, [...(byTenant.get(owner) ?? []), row.id]);
+  }
+  const statements: D1PreparedStatement[] = [];
+  for (const [owner, ids] of byTenant) {
+    const list = JSON.stringify(ids);
+    statements.push(
+      run.env.DB.prepare(
+        `INSERT INTO deletion_log (id, tenant_id, target_type, target_id, category, reason, subject_hash, deleted_at)
+         SELECT ?1, ?2, 'billing_events', n || ' events', 'payment_metadata', ?3, NULL, ?4
+         FROM (SELECT COUNT(*) AS n FROM billing_events WHERE id IN (SELECT value FROM json_each(?5))) WHERE n > 0`,
+      ).bind(newId("del", run.now), owner, REASON, run.now, list),
+      run.env.DB.prepare("DELETE FROM billing_events WHERE id IN (SELECT value FROM json_each(?1))").bind(list),
+    );
+  }
+  if (statements.length > 0) {
+    run.spend(1);
+    const outcomes = await run.env.DB.batch(statements);
+    run.report.deleted.billingEvents += outcomes.filter((_, i) => i % 2 === 1).reduce((n, r) => n + (r.meta.changes ?? 0), 0);
+  }
+  return { cursor: results.length === BILLING_EVENT_BATCH ? here : null };
 }
 
 async function step(run: SweepRun, cursor: Cursor): Promise<Step> {
@@ -721,6 +770,8 @@ async function step(run: SweepRun, cursor: Cursor): Promise<Step> {
     }
     case "agent_health_keys":
       return stepAgentHealthKeys(run);
+    case "billing_events":
+      return stepBillingEvents(run);
     default:
       if (tenantId === null) return { cursor: cycleEnd() };
       switch (cursor.phase) {
