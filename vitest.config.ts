@@ -18,10 +18,20 @@ export default defineConfig({
                 MASTER_KEY: "q8l6Jk1o8rW5yq4H0m8c8bSg2mV1Q2b3c4d5e6f7g8E=",
                 PLATFORM_ADMIN_KEY: "test-platform-admin-key-0123456789abcdef",
                 OPENAI_API_KEY: "",
-                STRIPE_SECRET_KEY: "",
-                STRIPE_WEBHOOK_SECRET: "",
+                // Stripe billing (test/billing-integration.test.ts): fake test-mode secrets; the API host is a
+                // stand-in that the tests answer by stubbing fetch (nothing leaves the process).
+                STRIPE_SECRET_KEY: "sk_test_parley_0123456789",
+                STRIPE_WEBHOOK_SECRET: "whsec_test_parley_0123456789abcdef",
+                STRIPE_API_BASE: "http://stripe-stub.test:12111",
+                STRIPE_PRICE_IDS: "price_parley_basic,price_parley_pro",
                 ALLOW_INSECURE_CALLBACKS: "true",
                 TEST_MIGRATIONS: await readD1Migrations(migrationsDir),
+              },
+              // Low-limit twins of the wrangler.toml limiters: test/rate-limit-integration.test.ts swaps them in
+              // to see a real binding refuse requests without sending a thousand of them.
+              ratelimits: {
+                TEST_LOW_API_RATE_LIMITER: { simple: { limit: 5, period: 60 } },
+                TEST_LOW_CHANNEL_RATE_LIMITER: { simple: { limit: 5, period: 60 } },
               },
             },
           })),
@@ -30,6 +40,8 @@ export default defineConfig({
           name: "workers",
           include: ["test/*.test.ts"],
           setupFiles: ["./test/apply-migrations.ts"],
+          // CI runs this project beside the e2e project on two cores: allow for a loaded machine.
+          testTimeout: 30_000,
         },
       },
       {

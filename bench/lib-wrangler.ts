@@ -84,8 +84,11 @@ export interface BenchServer {
   dispose(): Promise<void>;
 }
 
-/** Prepares a snapshot (migrations applied) and a server that is not started yet, under `root` (default: the OS temp dir). */
-export async function createBenchServer(root = tmpdir()): Promise<BenchServer> {
+/**
+ * Prepares a snapshot (migrations applied) and a server that is not started yet, under `root`
+ * (default: the OS temp dir); `vars` are added to its env file (e.g. RATE_LIMITS_ENABLED).
+ */
+export async function createBenchServer(root = tmpdir(), vars: Record<string, string> = {}): Promise<BenchServer> {
   const workDir = await mkdtemp(join(root, "parley-bench-"));
   const appDir = join(workDir, "app");
   const persistDir = join(workDir, "state");
@@ -115,6 +118,7 @@ export async function createBenchServer(root = tmpdir()): Promise<BenchServer> {
     STRIPE_WEBHOOK_SECRET: "",
     ALLOW_INSECURE_CALLBACKS: "true",
     PUBLIC_BASE_URL: "",
+    ...vars,
   };
   await writeFile(envFile, `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n")}\n`, { mode: 0o600 });
   const port = await freePort();
@@ -305,4 +309,129 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
+}
+
+/** A `wrangler dev` for a small standalone Worker directory (e.g. bench/baseline), started from a temp copy. */
+export interface PlainServer {
+  readonly baseUrl: string;
+  readonly port: number;
+  readonly logFile: string;
+  /** Stops wrangler dev (whole process group) and removes the temp directory. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Copies `sourceDir` (which holds its own wrangler.toml) to a temp directory with the
+ * project's node_modules linked, starts `wrangler dev` on a free port with its own
+ * persistence, and waits until `healthPath` answers 200.
+ */
+export async function startPlainServer(sourceDir: string, healthPath = "/health"): Promise<PlainServer> {
+  const workDir = await mkdtemp(join(tmpdir(), "parley-bench-plain-"));
+  const appDir = join(workDir, "app");
+  const logDir = join(workDir, "wrangler-logs");
+  const logFile = join(workDir, "wrangler-dev.log");
+  await mkdir(logDir, { recursive: true });
+  await cp(sourceDir, appDir, { recursive: true, filter: (src) => !src.includes(`${join(sourceDir, ".wrangler")}`) });
+  await symlink(join(PROJECT_ROOT, "node_modules"), join(appDir, "node_modules"), "dir");
+  const debugLog = join(logDir, "wrangler-debug.log");
+  await symlink("/dev/null", debugLog);
+  const env = wranglerEnv(debugLog);
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const stream = createWriteStream(logFile, { flags: "a" });
+  const args = [WRANGLER_BIN, "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(workDir, "state"), "--inspector-port", "0", "--show-interactive-dev-session=false", "--live-reload=false"];
+  const proc = spawn(process.execPath, args, { cwd: appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  proc.stdout?.on("data", (c: Buffer) => stream.write(c));
+  proc.stderr?.on("data", (c: Buffer) => stream.write(c));
+  const stop = async () => {
+    if (!proc.pid) return;
+    const exited = proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : once(proc, "exit").then(() => undefined);
+    try {
+      process.kill(-proc.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    await Promise.race([exited, sleep(10_000)]);
+    await sleep(500);
+    try {
+      process.kill(-proc.pid, "SIGKILL");
+    } catch {
+      // the whole group exited
+    }
+  };
+  const dispose = async () => {
+    await stop();
+    await new Promise<void>((resolve) => stream.end(() => resolve()));
+    if (!process.env.PARLEY_BENCH_KEEP) await rm(workDir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      await dispose();
+      throw new Error(`wrangler dev (${sourceDir}) exited (${proc.exitCode})`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}${healthPath}`, { signal: AbortSignal.timeout(2_000) });
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      const log = await readFile(logFile, "utf8").catch(() => "");
+      await dispose();
+      throw new Error(`wrangler dev (${sourceDir}) not healthy after 90 s:\n${log.slice(-3000)}`);
+    }
+    await sleep(250);
+  }
+  return { baseUrl, port, logFile, dispose };
+}
+
+/** TCP ports on 127.0.0.1 that the given processes listen on (from their socket fds and /proc/net/tcp). */
+export async function listeningPorts(pids: readonly number[]): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = await readdir(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const inode = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`))?.[1];
+        if (inode) inodes.add(inode);
+      } catch {
+        // fd closed meanwhile
+      }
+    }
+  }
+  const ports = new Set<number>();
+  for (const line of (await readFile("/proc/net/tcp", "utf8")).split("\n").slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    const local = cols[1];
+    if (!local || cols[3] !== "0A" || !cols[9] || !inodes.has(cols[9])) continue;
+    ports.add(parseInt(local.split(":")[1] ?? "0", 16));
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/**
+ * The user Worker's own entry port behind wrangler dev's ProxyWorker: the port (other than
+ * the public one) of the server's workerd processes where GET `probePath` answers 200 and
+ * `accept(body)` holds. Miniflare's entry worker serves requests without the proxy's shared
+ * secret header as they are. Null if none is found.
+ */
+export async function userWorkerPort(publicPort: number, probePath: string, accept: (body: string) => boolean): Promise<number | null> {
+  const pids = await workerdPids(publicPort);
+  for (const port of await listeningPorts(pids)) {
+    if (port === publicPort) continue;
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${probePath}`, { signal: AbortSignal.timeout(2_000) });
+      const body = await res.text();
+      if (res.status === 200 && accept(body)) return port;
+    } catch {
+      // not an HTTP listener (inspector, loopback, …)
+    }
+  }
+  return null;
 }

@@ -25,12 +25,20 @@ export const tenants = sqliteTable(
     slug: text("slug").notNull(),
     status: text("status", { enum: ["active", "suspended"] }).notNull().default("active"),
     planStatus: text("plan_status", { enum: ["none", "active", "past_due", "canceled"] }).notNull().default("none"),
+    /** Stripe billing (d1/schema-billing.ts): the tenant's Stripe customer and subscription ids. */
+    stripeCustomerId: text("stripe_customer_id"),
+    stripeSubscriptionId: text("stripe_subscription_id"),
+    /** End of the paid period (Unix ms), from the latest subscription/invoice event. */
+    planPeriodEnd: integer("plan_period_end"),
+    /** `created` (Unix ms) and id of the Stripe event that last set plan_status: older events never override it. */
+    planEventAt: integer("plan_event_at"),
+    planEventId: text("plan_event_id"),
     defaultCountry: text("default_country").notNull().default("IT"),
     /** Per-tenant HMAC key for subject hashes and conversation ids, wrapped by MASTER_KEY. */
     hashKey: text("hash_key").notNull(),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [uniqueIndex("tenants_slug_unique").on(t.slug)],
+  (t) => [uniqueIndex("tenants_slug_unique").on(t.slug), index("tenants_stripe_customer_idx").on(t.stripeCustomerId), index("tenants_stripe_subscription_idx").on(t.stripeSubscriptionId)],
 );
 
 export const apiKeys = sqliteTable(

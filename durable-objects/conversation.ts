@@ -21,6 +21,7 @@ import { classifyKeyword } from "../lib/consent/keywords";
 import { subjectKeyById, subjectKeyFor, type SubjectKey } from "../workers/support/subject-keys";
 import { envelopeKeyId, openBytes, sealBytes } from "../lib/crypto";
 import { fromUtf8, utf8 } from "../lib/encoding";
+import { staffMessageView } from "../workers/support/live-ticket";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
@@ -156,6 +157,25 @@ export type WebChatIdentity = z.infer<typeof webChatIdentitySchema>;
 /** Header the Worker uses to hand a verified identity to the object. */
 export const IDENTITY_HEADER = "x-parley-identity";
 
+/** A staff member's live socket, verified by the Worker (signed ticket) before the upgrade reaches the object. */
+export const staffIdentitySchema = z.object({
+  tenantId: z.string(),
+  conversationId: z.string(),
+  keyId: z.string(),
+  role: z.enum(["owner", "admin", "agent", "viewer"]),
+});
+export type StaffIdentity = z.infer<typeof staffIdentitySchema>;
+
+/** Header the Worker uses to hand a verified staff identity to the object. */
+export const STAFF_HEADER = "x-parley-staff";
+/** WebSocket tag of staff sockets (visitors' sockets are tagged `end_user`). */
+const STAFF_TAG = "staff";
+/** A staff socket's attachment: who it is, and the `updated_at` watermark of what it has been sent. */
+const staffAttachmentSchema = staffIdentitySchema.extend({ since: z.number() });
+/** Re-send window below the watermark: writes prepared before an await may land with a slightly older timestamp. */
+const STAFF_RESEND_MS = 5_000;
+const STAFF_MAX_PER_FLUSH = 100;
+
 const chatFrameSchema = z.object({
   type: z.literal("message"),
   /** Client-generated id: a resend after a dropped connection is stored once. */
@@ -182,6 +202,9 @@ export class Conversation extends DurableObject<Env> {
   /** Unwrapped subject keys by id (null: destroyed). Memory only: storage snapshots never hold a usable key. */
   #keys = new Map<string, { at: number; key: CryptoKey | null }>();
   #liveKey: { at: number; value: SubjectKey } | null = null;
+  /** Staff live updates: the flush in flight, and whether another change landed meanwhile. */
+  #staffFlush: Promise<void> | null = null;
+  #staffAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -444,7 +467,8 @@ export class Conversation extends DurableObject<Env> {
     const tenantId = this.#getMeta("tenant_id");
     if (!tenantId) return { ok: false, code: "not_found" };
     const context = await this.#loadTenantContext(tenantId);
-    if (!context.settings.ai.summaries) return { ok: false, code: "feature_off" };
+    // A canceled plan turns every AI feature off (`none`, no billing configured, keeps them on).
+    if (!context.settings.ai.summaries || context.planStatus === "canceled") return { ok: false, code: "feature_off" };
     if (!(await this.#takeBudget(tenantId, context.settings))) return { ok: false, code: "budget_exhausted" };
     const lastSeq = Number(this.#sql.exec("SELECT COALESCE(MAX(seq), 0) AS s FROM messages").one().s);
     const turns = await this.#redactedTurns(lastSeq, 50, context.defaultCountry, await this.#loadVault());
@@ -463,6 +487,7 @@ export class Conversation extends DurableObject<Env> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return Response.json({ error: { code: "bad_request", message: "expected a WebSocket upgrade" } }, { status: 426 });
     }
+    if (request.headers.has(STAFF_HEADER)) return this.#acceptStaff(request);
     const parsed = webChatIdentitySchema.safeParse(JSON.parse(request.headers.get(IDENTITY_HEADER) ?? "null"));
     if (!parsed.success) return Response.json({ error: { code: "bad_request", message: "missing identity" } }, { status: 400 });
     const known = this.#getMeta("conversation_id");
@@ -478,6 +503,10 @@ export class Conversation extends DurableObject<Env> {
 
   /** A visitor's frame: stored once per client message id, acknowledged, and shown on the visitor's other tabs. */
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    if (this.ctx.getTags(ws).includes(STAFF_TAG)) {
+      this.#staffFrame(ws, data);
+      return;
+    }
     const identity = webChatIdentitySchema.safeParse(ws.deserializeAttachment());
     if (!identity.success) {
       ws.close(1008, "no identity");
@@ -535,6 +564,128 @@ export class Conversation extends DurableObject<Env> {
       }
     }
     return delivered;
+  }
+
+  // ---------------------------------------------------------------- staff live sockets
+  //
+  // Staff watching a conversation on the admin page hold a hibernatable socket
+  // tagged `staff`. Every state change (#bumpVersion) schedules one flush after
+  // the current storage step: messages written or updated since each socket's
+  // watermark are pushed (viewers get them redacted), then the conversation's
+  // state. Staff sockets are receive-only apart from `ping`.
+
+  /** One message by id, for the audited reveal (null when absent). */
+  async getMessage(messageId: string): Promise<MessageView | null> {
+    const row = this.#sql.exec("SELECT * FROM messages WHERE id = ?", messageId).toArray()[0];
+    return row ? this.#view(row) : null;
+  }
+
+  async #acceptStaff(request: Request): Promise<Response> {
+    let raw: unknown = null;
+    try {
+      raw = JSON.parse(request.headers.get(STAFF_HEADER) ?? "null");
+    } catch {
+      raw = null;
+    }
+    const parsed = staffIdentitySchema.safeParse(raw);
+    if (!parsed.success) return Response.json({ error: { code: "bad_request", message: "missing staff identity" } }, { status: 400 });
+    const state = this.#conversationState();
+    if (!state || state.id !== parsed.data.conversationId || state.tenantId !== parsed.data.tenantId) {
+      return Response.json({ error: { code: "not_found", message: "conversation not found" } }, { status: 404 });
+    }
+    if (state.specialCategory && parsed.data.role === "viewer") {
+      return Response.json({ error: { code: "forbidden", message: "viewer keys cannot open this conversation" } }, { status: 403 });
+    }
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server, [STAFF_TAG, `role:${parsed.data.role}`]);
+    const since = Number(this.#sql.exec("SELECT COALESCE(MAX(updated_at), 0) AS t FROM messages").one().t);
+    server.serializeAttachment({ ...parsed.data, since });
+    const history = (await this.listMessages({ limit: HISTORY_ON_CONNECT, order: "desc" })).messages.reverse();
+    server.send(
+      JSON.stringify({
+        type: "history",
+        conversation: state,
+        messages: history.map((m) => staffMessageView(parsed.data.role, m)),
+      }),
+    );
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  #staffFrame(ws: WebSocket, data: string | ArrayBuffer): void {
+    if (data === "ping" || (typeof data === "string" && data.length < 64 && data.includes('"ping"'))) {
+      ws.send(JSON.stringify({ type: "pong", at: new Date().toISOString() }));
+      return;
+    }
+    ws.send(JSON.stringify({ type: "error", code: "bad_request", message: "staff sockets are receive-only" }));
+  }
+
+  /** Called on every state change (inside the storage step): schedules one flush to staff sockets after it. */
+  #staffChanged(): void {
+    if (this.#staffFlush) {
+      this.#staffAgain = true;
+      return;
+    }
+    if (this.ctx.getWebSockets(STAFF_TAG).length === 0) return;
+    const run = async (): Promise<void> => {
+      do {
+        this.#staffAgain = false;
+        await this.#flushStaff();
+      } while (this.#staffAgain);
+    };
+    this.#staffFlush = Promise.resolve()
+      .then(run)
+      .catch((err: unknown) => console.error("staff live flush failed", err instanceof Error ? err.message : String(err)))
+      .finally(() => {
+        this.#staffFlush = null;
+      });
+    this.ctx.waitUntil(this.#staffFlush);
+  }
+
+  async #flushStaff(): Promise<void> {
+    const sockets = this.ctx.getWebSockets(STAFF_TAG);
+    if (sockets.length === 0) return;
+    const state = this.#conversationState();
+    // Sockets grouped by watermark: the rows are read and decrypted once per group.
+    const groups = new Map<number, { ws: WebSocket; who: z.infer<typeof staffAttachmentSchema> }[]>();
+    for (const ws of sockets) {
+      const who = staffAttachmentSchema.safeParse(ws.deserializeAttachment());
+      if (!who.success || !state) {
+        this.#closeStaff(ws, 1011, "conversation unavailable");
+        continue;
+      }
+      if (state.specialCategory && who.data.role === "viewer") {
+        this.#closeStaff(ws, 4403, "special categories: viewers cannot follow this conversation");
+        continue;
+      }
+      const group = groups.get(who.data.since) ?? [];
+      group.push({ ws, who: who.data });
+      groups.set(who.data.since, group);
+    }
+    for (const [since, members] of groups) {
+      const rows = this.#sql
+        .exec("SELECT * FROM messages WHERE updated_at >= ? ORDER BY seq LIMIT ?", since - STAFF_RESEND_MS, STAFF_MAX_PER_FLUSH)
+        .toArray();
+      const views = await Promise.all(rows.map((r) => this.#view(r)));
+      const watermark = rows.reduce((max, r) => Math.max(max, Number(r.updated_at)), since);
+      for (const { ws, who } of members) {
+        try {
+          for (const view of views) ws.send(JSON.stringify({ type: "message", message: staffMessageView(who.role, view) }));
+          if (state) ws.send(JSON.stringify({ type: "conversation", conversation: state }));
+          ws.serializeAttachment({ ...who, since: watermark });
+        } catch {
+          // a socket that is closing; it will be dropped
+        }
+      }
+    }
+  }
+
+  #closeStaff(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code, reason);
+    } catch {
+      // already closing
+    }
   }
 
   // ---------------------------------------------------------------- storage
@@ -626,6 +777,7 @@ export class Conversation extends DurableObject<Env> {
 
   #bumpVersion(): void {
     this.#setMeta("version", String(Number(this.#getMeta("version") ?? 0) + 1));
+    this.#staffChanged();
   }
 
   #nextSeq(): number {

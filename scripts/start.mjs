@@ -143,6 +143,44 @@ const DEMO_KNOWLEDGE = [
   { question: "Come posso fare un reso o avere un rimborso?", answer: "Puoi restituire qualsiasi articolo entro 30 giorni dalla pagina Resi; il rimborso arriva entro 5 giorni dal ricevimento." },
 ];
 
+/**
+ * The demo site's cookie notice (a tenant version of the `cookies` series): it
+ * describes exactly what the demo page stores, where the shipped default
+ * treats functional storage as technical. The banner shows the latest version.
+ */
+const DEMO_COOKIE_NOTICES = [
+  {
+    locale: "en",
+    text:
+      "Demo Shop uses cookies and similar technologies (your browser's local and session storage) on this site. " +
+      "Technical storage is needed for the chat to work and is always on: it keeps your conversation open in this tab (deleted when you close it) and remembers the cookie choice you make here. " +
+      "With your consent we would also use: functional storage, to remember your conversation on this device between visits; analytics, to count visits and messages in aggregate (counted on your device and never shared with other companies); marketing cookies, to show you relevant offers of ours; and profiling cookies, to tailor content to your interests. " +
+      "Nothing beyond technical storage is used until you choose. You can accept all, refuse all, or choose category by category; closing this banner is not a choice: only technical storage is used and we will ask you again next time. " +
+      'You can change your choice at any time from the "Cookie settings" link at the bottom of the page.',
+  },
+  {
+    locale: "it",
+    text:
+      "Demo Shop usa cookie e tecnologie simili (la memoria locale e di sessione del tuo browser) su questo sito. " +
+      "La memoria tecnica serve al funzionamento della chat ed è sempre attiva: mantiene aperta la tua conversazione in questa scheda (viene cancellata quando la chiudi) e ricorda la scelta sui cookie che fai qui. " +
+      "Con il tuo consenso useremmo anche: memoria funzionale, per ricordare la tua conversazione su questo dispositivo tra una visita e l'altra; analitica, per contare in forma aggregata visite e messaggi (il conteggio resta sul tuo dispositivo e non è mai condiviso con altre aziende); cookie di marketing, per mostrarti nostre offerte pertinenti; cookie di profilazione, per adattare i contenuti ai tuoi interessi. " +
+      "Finché non scegli usiamo solo la memoria tecnica. Puoi accettare tutto, rifiutare tutto o scegliere categoria per categoria; chiudere questo banner non è una scelta: usiamo solo la memoria tecnica e te lo chiederemo di nuovo la prossima volta. " +
+      'Puoi cambiare la tua scelta in qualsiasi momento dal link "Impostazioni cookie" in fondo alla pagina.',
+  },
+];
+const COOKIE_PURPOSES = ["cookies_functional", "cookies_analytics", "cookies_marketing", "cookies_profiling"];
+
+/** Stores the demo cookie notice as the next version of the series unless it already is the current one. */
+async function seedCookieNotices(apiKey) {
+  for (const { locale, text } of DEMO_COOKIE_NOTICES) {
+    const listed = await request("GET", `/v1/notices?key=cookies&locale=${locale}&current=true`, apiKey);
+    if (listed.status !== 200) throw new Error(`listing the cookie notices failed: ${listed.text}`);
+    if (listed.json.data.some((n) => n.text === text)) continue;
+    const created = await request("POST", "/v1/notices", apiKey, { key: "cookies", purposes: COOKIE_PURPOSES, locale, text });
+    if (created.status !== 201) throw new Error(`seeding the demo cookie notice failed: ${created.text}`);
+  }
+}
+
 /** 4. Demo tenant, owner key, channels and knowledge base; safe to run on every start. */
 async function seed(platformKey) {
   let creds = existsSync(credsPath) ? JSON.parse(readFileSync(credsPath, "utf8")) : null;
@@ -173,6 +211,7 @@ async function seed(platformKey) {
     const seeded = await request("PUT", "/v1/knowledge", creds.apiKey, { entries: DEMO_KNOWLEDGE });
     if (seeded.status !== 200) throw new Error(`seeding the demo knowledge base failed: ${seeded.text}`);
   }
+  await seedCookieNotices(creds.apiKey);
   mkdirSync(dirname(credsPath), { recursive: true });
   writeFileSync(credsPath, JSON.stringify(creds, null, 2), { mode: 0o600 });
   return { creds, channels };

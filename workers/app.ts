@@ -5,6 +5,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { agentHealth } from "./agent-health";
 import { attachments, conversationAttachments, isAttachmentUpload } from "./attachments";
 import { audit } from "./audit";
+import { billing } from "./billing";
 import { operatorBackups } from "./backups";
 import { campaigns, rpoRegister } from "./campaigns";
 import { channels } from "./channels";
@@ -23,10 +24,12 @@ import { retentionPolicies } from "./retention";
 import { settings } from "./settings";
 import { tenants } from "./tenants";
 import { customWebhooks } from "./webhooks/custom";
+import { stripeWebhooks } from "./webhooks/stripe";
 import { twilioWebhooks } from "./webhooks/twilio";
 import { whatsappWebhooks } from "./webhooks/whatsapp";
 import type { AppEnv } from "./support/context";
 import { ApiError, errorBody, handleError, zodIssues } from "./support/errors";
+import { rateLimit } from "./support/rate-limit";
 import type { Context, Next } from "hono";
 
 /** Largest JSON body the API accepts. */
@@ -57,6 +60,10 @@ export const app = new OpenAPIHono<AppEnv>({
 const securityHeaders = secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" });
 // WebSocket upgrade responses come back from the Durable Object with immutable headers.
 app.use("*", (c, next) => (c.req.path.startsWith("/chat/") ? next() : securityHeaders(c, next)));
+// Rate limits before any body is read: per API key on /v1, per channel on webhooks and web-chat upgrades (429 + Retry-After).
+app.use("/v1/*", rateLimit);
+app.use("/webhooks/*", rateLimit);
+app.use("/chat/*", rateLimit);
 const jsonBodyLimit = bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) });
 // The attachment upload takes raw bytes: it is exempt from the JSON-only rule and applies its own (larger) body limit.
 app.use("/v1/*", (c, next) => (isAttachmentUpload(c.req.method, c.req.path) ? next() : jsonBodyLimit(c, next)));
@@ -94,9 +101,11 @@ app.route("/v1/redact", redaction);
 app.route("/v1/retention-policies", retentionPolicies);
 app.route("/v1/legal-holds", legalHolds);
 app.route("/v1/dsr", dsr);
+app.route("/v1/billing", billing);
 app.route("/webhooks/twilio", twilioWebhooks);
 app.route("/webhooks/whatsapp", whatsappWebhooks);
 app.route("/webhooks/custom", customWebhooks);
+app.route("/webhooks/stripe", stripeWebhooks);
 app.route("/chat", chat);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
@@ -123,6 +132,37 @@ for (const [method, path, summary, description] of [
 ] as const) {
   app.openAPIRegistry.registerPath({ method, path, tags: ["Webhooks"], summary, description, request: { params: undefined }, parameters: channelParam, responses: webhookResponses });
 }
+const visitorResponses = {
+  400: { description: "Invalid query or body, or a notice that is not this tenant's cookie notice; nothing stored" },
+  403: { description: "Origin not allowed for this web-chat channel" },
+  404: { description: "Unknown channel, or not a web-chat channel" },
+};
+app.openAPIRegistry.registerPath({
+  method: "get",
+  path: "/chat/{channelId}/notice",
+  tags: ["Web chat"],
+  summary: "The current cookie notice shown by the banner (no key: for visitors)",
+  description: "Query: purpose=cookies, locale=en|it (falls back to English). Returns the notice id, version, text and SHA-256 the banner must send back.",
+  parameters: channelParam,
+  responses: { 200: { description: "The notice" }, ...visitorResponses },
+});
+app.openAPIRegistry.registerPath({
+  method: "post",
+  path: "/chat/{channelId}/consents",
+  tags: ["Web chat"],
+  summary: "Record a visitor's cookie-banner choice (no key: for visitors)",
+  description:
+    "JSON `{ subject, choices: { cookies_functional, cookies_analytics, cookies_marketing, cookies_profiling }, noticeId }`: one consent-log entry per category (granted or withdrawn), method `banner`, the notice shown, the IP as evidence. Body ≤ 2 KiB.",
+  parameters: channelParam,
+  responses: {
+    201: { description: "Recorded" },
+    ...visitorResponses,
+    409: { description: "The notice is no longer the current version: show the new one" },
+    413: { description: "Body too large" },
+    415: { description: "Not JSON" },
+    429: { description: "Too many choices from this visitor or address" },
+  },
+});
 
 app.doc31("/v1/openapi.json", (c) => ({
   openapi: "3.1.0",

@@ -1,18 +1,25 @@
-/** Conversations: list and read (tenant-scoped), reply as a human, hand off, close, reopen. */
+/**
+ * Conversations: list and read (tenant-scoped), reply as a human, hand off,
+ * close, reopen; staff live sockets (signed ticket, then a WebSocket to the
+ * conversation's Durable Object) and the audited reveal of a message.
+ */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { CONVERSATION_STATUSES, type ConversationStatus } from "../d1/schema";
-import type { ConversationView, MessageView } from "../durable-objects/conversation";
+import { STAFF_HEADER, type ConversationView, type MessageView, type StaffIdentity } from "../durable-objects/conversation";
 import { auditStatement, keyAudit } from "./support/audit";
 import { requireApiKey, requireScope } from "./support/auth";
+import { LIVE_TICKET_TTL_MS, mintLiveTicket, staffMessageView, verifyLiveTicket } from "./support/live-ticket";
 import type { AppEnv, AuthContext } from "./support/context";
 import { ApiError, notFound } from "./support/errors";
 import { conversationStub } from "./support/ingest";
 import { bearerSecurity, createRouter, decodeCursor, encodeCursor, errorResponses, publicOrigin } from "./support/router";
-import { maskAddress, viewerText } from "./support/viewer";
+import { maskAddress } from "./support/viewer";
 
 export const conversations = createRouter();
-conversations.use("*", requireApiKey);
+/** `GET /v1/conversations/:id/live` is a WebSocket upgrade authenticated by its signed ticket, not a bearer key. */
+const LIVE_PATH = /^\/v1\/conversations\/[^/]+\/live$/;
+conversations.use("*", (c, next) => (c.req.method === "GET" && LIVE_PATH.test(c.req.path) ? next() : requireApiKey(c, next)));
 
 const MediaSchema = z.object({
   url: z.string().optional(),
@@ -98,8 +105,7 @@ function detail(auth: AuthContext, view: ConversationView): z.infer<typeof Conve
 }
 
 function present(auth: AuthContext, message: MessageView): z.infer<typeof MessageSchema> {
-  if (auth.role !== "viewer") return { ...message, redacted: false };
-  return { ...message, text: viewerText(message.text), media: message.media.map((m) => ({ ...m, url: undefined })), redacted: true };
+  return staffMessageView(auth.role, message);
 }
 
 /**
@@ -303,6 +309,132 @@ function statusRoute(path: "handoff" | "close" | "reopen", status: ConversationS
 statusRoute("handoff", "handoff", "Hand the conversation to a human (the AI stays silent)");
 statusRoute("close", "closed", "Close the conversation (a new inbound message reopens it)");
 statusRoute("reopen", "open", "Reopen the conversation, or return it from a human to the AI");
+
+// ---------------------------------------------------------------- staff live updates
+
+const TicketSchema = z
+  .object({
+    ticket: z.string().openapi({ description: "Signed, valid for 60 seconds, bound to this conversation, your key and its role" }),
+    expiresAt: z.string(),
+    url: z.string().openapi({ description: "Path to open as a WebSocket (same origin, ws: or wss:)" }),
+  })
+  .openapi("LiveTicket");
+
+conversations.openapi(
+  createRoute({
+    method: "post",
+    path: "/{id}/live-ticket",
+    tags: ["Conversations"],
+    summary: "Get a short-lived ticket for the conversation's live socket",
+    description:
+      "Browsers cannot send Authorization on a WebSocket: ask for a ticket with your key, then open `GET /v1/conversations/{id}/live?ticket=…` within 60 seconds. The socket receives `history`, then `message` (new or updated messages; redacted for viewer keys) and `conversation` (state) frames.",
+    security: bearerSecurity,
+    request: { params: IdParam },
+    responses: { 201: { description: "The ticket", content: { "application/json": { schema: TicketSchema } } }, ...errorResponses },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const { id } = c.req.valid("param");
+    await ownedConversation(c, id);
+    const { ticket, expiresAt } = await mintLiveTicket(c.env, { tenantId: auth.tenantId, conversationId: id, keyId: auth.keyId, role: auth.role });
+    return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString(), url: `/v1/conversations/${encodeURIComponent(id)}/live?ticket=${encodeURIComponent(ticket)}` }, 201);
+  },
+);
+
+conversations.openapi(
+  createRoute({
+    method: "get",
+    path: "/{id}/live",
+    tags: ["Conversations"],
+    summary: "Live updates of a conversation (WebSocket)",
+    description: `Authenticated by \`ticket\` from \`POST /v1/conversations/{id}/live-ticket\` (valid ${LIVE_TICKET_TTL_MS / 1000} s), not by a bearer key. Expired, tampered or foreign tickets get 401 and no socket.`,
+    request: { params: IdParam, query: z.object({ ticket: z.string().min(1).max(1024) }) },
+    responses: {
+      101: { description: "Switching protocols" },
+      ...errorResponses,
+      426: { description: "Not a WebSocket upgrade", content: { "application/json": { schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }) } } },
+    },
+  }),
+  async (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new ApiError(426, "bad_request", "this endpoint speaks WebSocket");
+    const { id } = c.req.valid("param");
+    const check = await verifyLiveTicket(c.env, c.req.valid("query").ticket);
+    if (!check.ok) throw new ApiError(401, "unauthorized", check.reason === "expired" ? "the ticket expired; ask for a new one" : "invalid ticket");
+    const claims = check.claims;
+    if (claims.conversationId !== id) throw new ApiError(401, "unauthorized", "the ticket is for another conversation");
+    const origin = c.req.header("origin");
+    if (origin && origin !== new URL(c.req.url).origin && origin !== publicOrigin(c.env, c.req.url)) {
+      throw new ApiError(403, "forbidden", "origin not allowed");
+    }
+    // The key must still be live, with the role the ticket was issued for.
+    const key = await c.env.DB.prepare(
+      `SELECT k.role, k.scopes FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+       WHERE k.id = ? AND k.tenant_id = ? AND k.revoked_at IS NULL AND t.status = 'active'`,
+    )
+      .bind(claims.keyId, claims.tenantId)
+      .first<{ role: string; scopes: string }>();
+    if (!key || key.role !== claims.role || !key.scopes.includes('"conversations:read"')) {
+      throw new ApiError(401, "unauthorized", "the key behind this ticket was revoked or changed");
+    }
+    const row = await c.env.DB.prepare("SELECT special_category FROM conversations WHERE id = ? AND tenant_id = ?")
+      .bind(id, claims.tenantId)
+      .first<{ special_category: number }>();
+    if (!row) throw notFound("conversation");
+    if (row.special_category === 1 && claims.role === "viewer") {
+      throw new ApiError(403, "forbidden", "this conversation contains special categories of personal data; viewer keys cannot open it");
+    }
+    const identity: StaffIdentity = { tenantId: claims.tenantId, conversationId: id, keyId: claims.keyId, role: claims.role };
+    const upstream = await conversationStub(c.env, id).fetch(
+      new Request(c.req.url, { headers: { upgrade: "websocket", [STAFF_HEADER]: JSON.stringify(identity) } }),
+    );
+    if (upstream.status !== 101 || !upstream.webSocket) {
+      return new Response(upstream.body, { status: upstream.status, headers: { "content-type": "application/json" } });
+    }
+    // A fresh Response: the object's has immutable headers, and the security-headers middleware adds some.
+    return new Response(null, { status: 101, webSocket: upstream.webSocket });
+  },
+);
+
+// ---------------------------------------------------------------- audited reveal
+
+const RevealBody = z
+  .object({
+    reason: z.string().trim().min(5).max(500).openapi({ description: "Why the unredacted text is needed; stored in the audit log" }),
+  })
+  .strict();
+
+conversations.openapi(
+  createRoute({
+    method: "post",
+    path: "/{id}/messages/{messageId}/reveal",
+    tags: ["Conversations"],
+    summary: "Reveal one message's unredacted text (audited, with a reason)",
+    description:
+      "Viewer keys read transcripts with identifiers masked; this returns one message as stored and writes a `message.revealed` audit entry with the reason and the key's role before answering. Conversations with special categories of data stay closed to viewers (403).",
+    security: bearerSecurity,
+    request: {
+      params: z.object({ id: z.string().max(64), messageId: z.string().max(64) }),
+      body: { required: true, content: { "application/json": { schema: RevealBody } } },
+    },
+    responses: {
+      200: {
+        description: "The message as stored",
+        content: { "application/json": { schema: z.object({ messageId: z.string(), seq: z.number().int(), text: z.string(), audited: z.literal(true) }) } },
+      },
+      ...errorResponses,
+    },
+  }),
+  async (c) => {
+    const auth = requireScope(c, "conversations:read");
+    const { id, messageId } = c.req.valid("param");
+    const { reason } = c.req.valid("json");
+    const message = await (await ownedConversation(c, id)).getMessage(messageId);
+    if (!message) throw notFound("message");
+    // Audited before the text leaves: if the audit write fails, nothing is revealed.
+    await auditStatement(c.env.DB, keyAudit(auth, "message.revealed", "conversation", id, { messageId, seq: message.seq, role: auth.role, reason })).run();
+    return c.json({ messageId, seq: message.seq, text: message.text, audited: true as const }, 200);
+  },
+);
 
 conversations.openapi(
   createRoute({

@@ -71,6 +71,36 @@ keys.openapi(
   },
 );
 
+const WhoAmISchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    prefix: z.string(),
+    role: z.enum(ROLES),
+    scopes: z.array(z.string()),
+    tenant: z.object({ id: z.string(), name: z.string() }),
+  })
+  .openapi("WhoAmI");
+
+keys.openapi(
+  createRoute({
+    method: "get",
+    path: "/me",
+    tags: ["API keys"],
+    summary: "The calling key: its role, scopes and tenant (any valid key)",
+    security: bearerSecurity,
+    responses: { 200: { description: "The calling key", content: { "application/json": { schema: WhoAmISchema } } }, ...errorResponses },
+  }),
+  async (c) => {
+    const auth = c.get("auth");
+    const row = await c.env.DB.prepare("SELECT k.name, k.prefix, t.name AS tenant_name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ? AND k.tenant_id = ?")
+      .bind(auth.keyId, auth.tenantId)
+      .first<{ name: string; prefix: string; tenant_name: string }>();
+    if (!row) throw notFound("API key");
+    return c.json({ id: auth.keyId, name: row.name, prefix: row.prefix, role: auth.role, scopes: [...auth.scopes].sort(), tenant: { id: auth.tenantId, name: row.tenant_name } }, 200);
+  },
+);
+
 const CreateKeyBody = z
   .object({
     name: z.string().trim().min(1).max(100),

@@ -15,7 +15,8 @@ import { DecryptionError } from "../lib/crypto";
 import { auditStatement, sealAuditChain, verifyAuditChain } from "./support/audit";
 import { ChainVerificationSchema } from "./audit";
 import { requirePlatformKey } from "./support/auth";
-import { ApiError } from "./support/errors";
+import { CRON_EXPRESSIONS, runCron } from "./cron";
+import { ApiError, notFound } from "./support/errors";
 import { channelSecretsBinding, masterKeyring, previousMasterKeyring, rewrapUnderCurrentMasterKey, tenantHashKeyBinding } from "./support/keyring";
 import { bearerSecurity, createRouter, decodeCursor, encodeCursor, errorResponses } from "./support/router";
 import { subjectKeyBinding } from "./support/subject-keys";
@@ -190,5 +191,39 @@ operator.openapi(
   async (c) => {
     await sealAuditChain(c.env.DB, null);
     return c.json(await verifyAuditChain(c.env.DB, null), 200);
+  },
+);
+
+operator.openapi(
+  createRoute({
+    method: "post",
+    path: "/scheduled",
+    tags: ["Operator"],
+    summary: "Local development only: run a cron job now, as if it were scheduled at `time`",
+    description:
+      "Answers 404 unless the Worker runs with `DEV_SCHEDULED_ENDPOINT=true` (set by `npm start` in .dev.vars; never in production). " +
+      "wrangler 4.86's `/cdn-cgi/handler/scheduled` cannot reach a Worker that has static assets (cloudflare/workers-sdk#9882); this runs the same jobs and returns their report.",
+    security: bearerSecurity,
+    request: {
+      body: {
+        content: {
+          "application/json": {
+            schema: z
+              .object({
+                cron: z.enum(CRON_EXPRESSIONS as [string, ...string[]]).openapi({ description: "One of the cron expressions in wrangler.toml" }),
+                time: z.number().int().min(0).max(8.64e15).optional().openapi({ description: "The scheduled time (Unix ms) the job takes as now; default now" }),
+              })
+              .strict(),
+          },
+        },
+        required: true,
+      },
+    },
+    responses: { 200: { description: "The job's report", content: { "application/json": { schema: z.object({ cron: z.string(), time: z.number(), report: z.unknown() }) } } }, ...errorResponses },
+  }),
+  async (c) => {
+    if (c.env.DEV_SCHEDULED_ENDPOINT !== "true") throw notFound("route");
+    const { cron, time = Date.now() } = c.req.valid("json");
+    return c.json({ cron, time, report: await runCron(c.env, cron, time) }, 200);
   },
 );

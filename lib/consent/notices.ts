@@ -102,9 +102,9 @@ export const DEFAULT_NOTICES: readonly DefaultNotice[] = [
     kind: "consent",
     locale: "en",
     text: (b) =>
-      `${b} uses cookies and similar technologies on this site. Technical (functional) cookies are needed for the site and the chat to work — for example to keep your conversation open — and are always on. ` +
-      "With your consent we would also use: analytics cookies, to measure in aggregate how the site is used; marketing cookies, to show you relevant offers of ours; and profiling cookies, to tailor content to your interests. " +
-      "You can accept all, refuse all, or choose category by category; closing this banner keeps only the technical cookies. " +
+      `${b} uses cookies and similar technologies on this site. Technical storage is strictly necessary for the chat to work and is always on: it keeps your conversation open in this tab and remembers the cookie choice you make here. ` +
+      "With your consent we would also use: functional storage, to remember your conversation on this device between visits; analytics cookies, to measure in aggregate how the site is used; marketing cookies, to show you relevant offers of ours; and profiling cookies, to tailor content to your interests. " +
+      "You can accept all, refuse all, or choose category by category; closing this banner is not a choice and keeps only the technical storage. " +
       'You can change your choice at any time from the "Cookie settings" link at the bottom of every page.',
   },
   {
@@ -113,9 +113,9 @@ export const DEFAULT_NOTICES: readonly DefaultNotice[] = [
     kind: "consent",
     locale: "it",
     text: (b) =>
-      `${b} usa cookie e tecnologie simili su questo sito. I cookie tecnici (funzionali) servono al funzionamento del sito e della chat — per esempio per mantenere aperta la tua conversazione — e sono sempre attivi. ` +
-      "Con il tuo consenso useremmo anche: cookie analitici, per misurare in forma aggregata come viene usato il sito; cookie di marketing, per mostrarti nostre offerte pertinenti; cookie di profilazione, per adattare i contenuti ai tuoi interessi. " +
-      "Puoi accettarli tutti, rifiutarli tutti o scegliere categoria per categoria; chiudendo questo banner restano attivi solo i cookie tecnici. " +
+      `${b} usa cookie e tecnologie simili su questo sito. La memoria tecnica è strettamente necessaria al funzionamento della chat ed è sempre attiva: mantiene aperta la tua conversazione in questa scheda e ricorda la scelta sui cookie che fai qui. ` +
+      "Con il tuo consenso useremmo anche: memoria funzionale, per ricordare la tua conversazione su questo dispositivo tra una visita e l'altra; cookie analitici, per misurare in forma aggregata come viene usato il sito; cookie di marketing, per mostrarti nostre offerte pertinenti; cookie di profilazione, per adattare i contenuti ai tuoi interessi. " +
+      "Puoi accettarli tutti, rifiutarli tutti o scegliere categoria per categoria; chiudere questo banner non è una scelta e lascia attiva solo la memoria tecnica. " +
       'Puoi cambiare la tua scelta in qualsiasi momento dal link "Impostazioni cookie" in fondo a ogni pagina.',
   },
   {

@@ -6,6 +6,7 @@ import { scanEmails } from "./scan-emails";
 import { scanIpv6 } from "./scan-ipv6";
 import { scanTokens } from "./scan-tokens";
 import type { Candidate, Enabled } from "./candidate";
+import { S_AT, S_COLON, S_RUN, S_TOKENS, sieve } from "./sieve";
 
 /** Options for {@link redact}. */
 export interface RedactOptions {
@@ -59,6 +60,28 @@ function normalizeCountry(country: string | undefined): string {
   return country;
 }
 
+const TYPE_INDEX: Readonly<Record<EntityType, number>> = {
+  EMAIL: 0,
+  PHONE: 1,
+  CARD: 2,
+  IBAN: 3,
+  CODICE_FISCALE: 4,
+  PARTITA_IVA: 5,
+  IP: 6,
+  SSN: 7,
+  CREDENTIAL: 8,
+};
+const TYPE_INDEX_SIZE = 9;
+/** "[EMAIL_1]".."[EMAIL_8]" and so on, built once: most messages need only the first few. */
+const PLACEHOLDER_CACHE: string[][] = [];
+for (let t = 0; t < TYPE_INDEX_SIZE; t++) PLACEHOLDER_CACHE.push([]);
+
+function placeholderText(type: EntityType, t: number, count: number): string {
+  const cache = PLACEHOLDER_CACHE[t] as string[];
+  if (count <= 8) return (cache[count] ??= `[${type}_${count}]`);
+  return `[${type}_${count}]`;
+}
+
 function better(a: Candidate, b: Candidate): boolean {
   return a.priority > b.priority || (a.priority === b.priority && a.end - a.start > b.end - b.start);
 }
@@ -108,19 +131,21 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
   const country = normalizeCountry(options?.defaultCountry);
   const cands: Candidate[] = [];
 
+  // One pass over the text says which scanners can find anything at all.
+  const flags = sieve(text);
   // Order matters a little: digit runs skip spans already claimed by emails and credentials.
-  if (en.EMAIL && text.indexOf("@") >= 0) scanEmails(text, cands);
-  if (en.CREDENTIAL) scanCredentials(text, cands);
-  if (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP || en.IBAN) scanDigitRuns(text, cands, en, country);
-  if ((en.CODICE_FISCALE || en.CREDENTIAL || en.IBAN) && text.length >= 15) scanTokens(text, cands, en);
-  if (en.IP && text.indexOf(":") >= 0) scanIpv6(text, cands);
+  if (en.EMAIL && (flags & S_AT) !== 0) scanEmails(text, cands);
+  if (en.CREDENTIAL) scanCredentials(text, cands, flags, true);
+  if ((flags & S_RUN) !== 0 && (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP || en.IBAN)) scanDigitRuns(text, cands, en, country);
+  if ((flags & S_TOKENS) !== 0 && (en.CODICE_FISCALE || en.CREDENTIAL || en.IBAN) && text.length >= 15) scanTokens(text, cands, en);
+  if (en.IP && (flags & S_COLON) !== 0) scanIpv6(text, cands);
 
   if (cands.length === 0) return { text, entities: [] };
 
   const kept = resolveOverlaps(cands);
   const vault = options?.vault;
   const entities: RedactedEntity[] = [];
-  const counters: Partial<Record<EntityType, number>> = {};
+  let counters: Int32Array | null = null;
   let out = "";
   let last = 0;
   for (let n = 0; n < kept.length; n++) {
@@ -139,9 +164,11 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
         }
       }
       if (placeholder === "") {
-        const count = (counters[c.type] ?? 0) + 1;
-        counters[c.type] = count;
-        placeholder = `[${c.type}_${count}]`;
+        counters ??= new Int32Array(TYPE_INDEX_SIZE);
+        const t = TYPE_INDEX[c.type];
+        const count = (counters[t] as number) + 1;
+        counters[t] = count;
+        placeholder = placeholderText(c.type, t, count);
       }
     }
     out += text.slice(last, c.start) + placeholder;

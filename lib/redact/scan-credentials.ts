@@ -3,6 +3,7 @@
 import type { Candidate } from "./candidate";
 import { PRIORITY } from "./candidate";
 import { isWordChar } from "./chars";
+import { S_COLON, S_EQ, keywordAt, keywordCount } from "./sieve";
 
 // Two passes keep the common case cheap. Every keyword is looked for just before each ":" or "="
 // ("api key: ...", "token=..."), found with indexOf. Only the frequent keywords, whose value may
@@ -11,7 +12,45 @@ import { isWordChar } from "./chars";
 const ANY_KEYWORD =
   "p(?:ass(?:word|wort|wd|code|phrase)|wd|in(?: ?code)?)|otp|cv[vc]|contrase(?:ñ|n)a|mot de passe|kennwort|parola d['’]ordine|api[ _-]?key|(?:access|auth)[ _-]?token|token|secret|clave|geheimnis|codice (?:pin|otp|segreto|di accesso)|one[ -]time (?:code|password)";
 const KEYWORD_BEFORE_CONNECTOR_RE = new RegExp(`(?:^|[^A-Za-z0-9_])(${ANY_KEYWORD})[ \t]*$`, "i");
-const WEAK_KEYWORD_RE = /p(?:ass(?:word|wort|wd|code|phrase|e)|wd|in(?: ?code)?)|otp|cv[vc]/gi;
+const WEAK_KEYWORD_SOURCE = "p(?:ass(?:word|wort|wd|code|phrase|e)|wd|in(?: ?code)?)|otp|cv[vc]";
+const WEAK_KEYWORD_RE = new RegExp(WEAK_KEYWORD_SOURCE, "gi");
+/** The same, anchored at a position the sieve found. */
+const WEAK_KEYWORD_AT_RE = new RegExp(WEAK_KEYWORD_SOURCE, "iy");
+
+/**
+ * Last words of the keywords in ANY_KEYWORD (lowercase): a connector whose preceding word is not
+ * one of these cannot follow a keyword, so the keyword regex is not run for it ("telefono:", "10:30").
+ */
+const KEYWORD_LAST_WORDS = new Set([
+  "password", "passwort", "passwd", "passcode", "passphrase", "pwd", "pin", "pincode", "code", "otp", "cvv",
+  "cvc", "contraseña", "contrasena", "passe", "kennwort", "ordine", "apikey", "key", "accesstoken", "authtoken",
+  "token", "secret", "clave", "geheimnis", "segreto", "accesso",
+]);
+
+function isAsciiLetterCode(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90);
+}
+
+/** True when the word ending just before `pos` (after spaces and tabs) may end a credential keyword. */
+export function mayEndKeyword(text: string, pos: number): boolean {
+  let e = pos;
+  while (e > 0) {
+    const c = text.charCodeAt(e - 1);
+    if (c !== 32 && c !== 9) break;
+    e--;
+  }
+  let s = e;
+  while (s > 0 && isAsciiLetterCode(text.charCodeAt(s - 1))) s--;
+  if (e - s >= 3 && e - s <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s, e).toLowerCase())) return true;
+  // "contraseña": an ñ inside the last word.
+  const b = s > 0 ? text.charCodeAt(s - 1) : 0;
+  if (b === 0xf1 || b === 0xd1) {
+    let s2 = s - 1;
+    while (s2 > 0 && isAsciiLetterCode(text.charCodeAt(s2 - 1))) s2--;
+    return e - s2 <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s2, e).toLowerCase());
+  }
+  return false;
+}
 
 /** 2: password-like ("is"/"è" accepted); 3: PIN-like (also "PIN 1234"); 4: generic, ":"/"=" only. */
 function keywordKind(m: string): number {
@@ -99,6 +138,7 @@ function credentialAt(text: string, after: number, kind: number, out: Candidate[
 
 function scanConnectors(text: string, out: Candidate[], connector: string): void {
   for (let pos = text.indexOf(connector); pos > 0; pos = text.indexOf(connector, pos + 1)) {
+    if (!mayEndKeyword(text, pos)) continue;
     const from = pos > 40 ? pos - 40 : 0;
     const m = KEYWORD_BEFORE_CONNECTOR_RE.exec(text.slice(from, pos));
     if (m === null || m[1] === undefined) continue;
@@ -108,28 +148,48 @@ function scanConnectors(text: string, out: Candidate[], connector: string): void
   }
 }
 
-export function scanCredentials(text: string, out: Candidate[]): void {
+/**
+ * @param flags from the sieve: connectors are looked at only when the text has ":" or "=", and weak
+ * keywords only at the positions the sieve recorded (all of them when it ran out of room).
+ */
+export function scanCredentials(text: string, out: Candidate[], flags = S_COLON | S_EQ, sieved = false): void {
   const before = out.length;
-  scanConnectors(text, out, ":");
-  scanConnectors(text, out, "=");
+  if ((flags & S_COLON) !== 0) scanConnectors(text, out, ":");
+  if ((flags & S_EQ) !== 0) scanConnectors(text, out, "=");
   const strong = out.length - before;
+  if (sieved && keywordCount >= 0) {
+    let lastIndex = 0;
+    for (let k = 0; k < keywordCount; k++) {
+      const pos = keywordAt[k] as number;
+      if (pos < lastIndex) continue;
+      WEAK_KEYWORD_AT_RE.lastIndex = pos;
+      const m = WEAK_KEYWORD_AT_RE.exec(text);
+      if (m === null) continue;
+      lastIndex = weakKeyword(text, out, m[0], pos, strong);
+    }
+    return;
+  }
   WEAK_KEYWORD_RE.lastIndex = 0;
   for (let m = WEAK_KEYWORD_RE.exec(text); m !== null; m = WEAK_KEYWORD_RE.exec(text)) {
-    const start = m.index;
-    const end = start + m[0].length;
-    // Whole words only: "spin", "pinot", "passed" are not keywords.
-    if ((start > 0 && isWordChar(text.charCodeAt(start - 1))) || (end < text.length && isWordChar(text.charCodeAt(end)))) {
-      WEAK_KEYWORD_RE.lastIndex = start + 1;
-      continue;
-    }
-    // "passe" only as in "mot de passe".
-    if (m[0].length === 5 && (m[0].charCodeAt(4) | 32) === 101 && !/mot de $/i.test(text.slice(Math.max(0, start - 7), start))) continue;
-    // Values after ":" or "=" were taken by the connector pass.
-    if (strong > 0) {
-      STRONG_CONNECTOR_RE.lastIndex = end;
-      if (STRONG_CONNECTOR_RE.test(text)) continue;
-    }
-    const valueEnd = credentialAt(text, end, keywordKind(m[0]), out);
-    if (valueEnd > 0) WEAK_KEYWORD_RE.lastIndex = valueEnd;
+    const next = weakKeyword(text, out, m[0], m.index, strong);
+    WEAK_KEYWORD_RE.lastIndex = next;
   }
+}
+
+/** Handles a weak keyword match `kw` at `start`; returns where the next keyword may start. */
+function weakKeyword(text: string, out: Candidate[], kw: string, start: number, strong: number): number {
+  const end = start + kw.length;
+  // Whole words only: "spin", "pinot", "passed" are not keywords.
+  if ((start > 0 && isWordChar(text.charCodeAt(start - 1))) || (end < text.length && isWordChar(text.charCodeAt(end)))) {
+    return start + 1;
+  }
+  // "passe" only as in "mot de passe".
+  if (kw.length === 5 && (kw.charCodeAt(4) | 32) === 101 && !/mot de $/i.test(text.slice(Math.max(0, start - 7), start))) return end;
+  // Values after ":" or "=" were taken by the connector pass.
+  if (strong > 0) {
+    STRONG_CONNECTOR_RE.lastIndex = end;
+    if (STRONG_CONNECTOR_RE.test(text)) return end;
+  }
+  const valueEnd = credentialAt(text, end, keywordKind(kw), out);
+  return valueEnd > 0 ? valueEnd : end;
 }

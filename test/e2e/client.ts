@@ -290,6 +290,61 @@ export class ParleyClient {
   }
 }
 
+// ------------------------------------------------------------------ wrangler dev's proxy
+
+/**
+ * The 503 that wrangler dev's ProxyWorker (wrangler 4.86) answers when its fetch to the
+ * user Worker fails with a network error. Nothing restarted: the ProxyWorker compares the
+ * failed request's URL (with its path) against the user Worker's bare origin, so every
+ * such failure of a POST looks "stale" and gets this text instead of an error report. The
+ * network error itself is workerd's pooled keep-alive connection between the two being
+ * closed by the other side while it is reused (cloudflare/workers-sdk#14641; later
+ * wranglers retry it inside the proxy, workers-sdk#15252). It never happens in production,
+ * where there is no ProxyWorker, and the Worker never saw the request or never answered it.
+ */
+export const DEV_PROXY_RESTART_TEXT = "Your worker restarted mid-request.";
+
+/** Whether a response is wrangler dev's proxy "restarted mid-request" 503 (reads a clone of the body). */
+export async function isDevProxyRestart(res: Response): Promise<boolean> {
+  if (res.status !== 503) return false;
+  return (await res.clone().text()).startsWith(DEV_PROXY_RESTART_TEXT);
+}
+
+/**
+ * Posts a custom-channel event the way a provider delivers it: the same event (same id,
+ * same bytes, a fresh signature) is sent again when the answer says to try again — here
+ * only wrangler dev's proxy 503 above, or a connection refused/reset while the server is
+ * down when `retryNetworkErrors` is set — so Parley's dedupe must then store it once.
+ * Any other answer is returned as is.
+ */
+export async function postCustomAsProvider(
+  api: ParleyClient,
+  channelId: string,
+  secret: string,
+  event: unknown,
+  options: { attempts?: number; retryNetworkErrors?: boolean; delayMs?: number; onRetry?: (reason: string) => void } = {},
+): Promise<Response> {
+  const attempts = options.attempts ?? 5;
+  for (let attempt = 1; ; attempt++) {
+    let res: Response;
+    try {
+      res = await api.postCustom(channelId, secret, event);
+    } catch (err) {
+      if (!options.retryNetworkErrors || attempt >= attempts) throw err;
+      options.onRetry?.(`network: ${err instanceof Error ? err.message : String(err)}`);
+      await new Promise((resolve) => setTimeout(resolve, options.delayMs ?? 250));
+      continue;
+    }
+    if (attempt < attempts && (await isDevProxyRestart(res))) {
+      options.onRetry?.("dev proxy 503");
+      await res.text();
+      await new Promise((resolve) => setTimeout(resolve, options.delayMs ?? 100));
+      continue;
+    }
+    return res;
+  }
+}
+
 /** Runs `task` over `items` with at most `limit` in flight; results keep the input order. */
 export async function mapPool<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);

@@ -139,6 +139,16 @@ async function killGroup(child: ChildProcess): Promise<void> {
   liveGroups.delete(pgid);
 }
 
+/** SIGKILL the whole group at once (a crash, not a shutdown) and wait until every member is gone. */
+async function crashGroup(child: ChildProcess): Promise<void> {
+  const pgid = child.pid;
+  if (pgid === undefined) return;
+  signalGroup(pgid, "SIGKILL");
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while ((await groupAlive(pgid)) && Date.now() < deadline) await sleep(50);
+  liveGroups.delete(pgid);
+}
+
 // ------------------------------------------------------------------ wrangler dev
 
 /** Top-level entries never copied into the snapshot: state, secrets, tooling and tests. */
@@ -230,6 +240,12 @@ export interface ParleyServer {
   stop(): Promise<void>;
   /** Stops wrangler dev and starts it again on the same port, persistence and secrets. */
   restart(): Promise<void>;
+  /**
+   * Crash simulation (test/e2e/faults.test.ts): SIGKILLs the whole wrangler dev process
+   * group at once — no graceful shutdown, requests in flight are cut — and waits until it
+   * is gone. `restart()` then starts it again on the same port, persistence and secrets.
+   */
+  kill(): Promise<void>;
 }
 
 /**
@@ -384,6 +400,12 @@ export async function startParley(options: ParleyOptions = {}): Promise<ParleySe
       if (stopped) throw new Error("cannot restart a stopped server");
       await halt();
       await launch();
+    },
+    async kill() {
+      if (stopped) throw new Error("cannot kill a stopped server");
+      const proc = child;
+      child = null;
+      if (proc) await crashGroup(proc);
     },
   };
 }

@@ -6,7 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort } from "./harness.ts";
+import { execFileSync } from "node:child_process";
+import { freePort, PROJECT_ROOT } from "./harness.ts";
 import { printedField as field, runStartScript } from "./start-script.ts";
 
 const work = mkdtempSync(join(tmpdir(), "parley-start-"));
@@ -53,6 +54,16 @@ describe("npm start", () => {
     }
     const openapi = await fetch(`${base}/v1/openapi.json`);
     expect(openapi.status).toBe(200);
+
+    // The README's "Triggering a sweep locally" command, verbatim but for the port and the .dev.vars path.
+    const readme = readFileSync(join(PROJECT_ROOT, "README.md"), "utf8");
+    const block = /\*\*Triggering a sweep locally\.\*\*\s+```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const command = (block ?? "").replaceAll("127.0.0.1:8787", `127.0.0.1:${port}`).replaceAll(" .dev.vars", ` ${varsFile}`);
+    const swept = JSON.parse(execFileSync("bash", ["-c", command], { encoding: "utf8" })) as { cron: string; report: { now: string; done: boolean; locked: boolean } };
+    expect(swept.cron).toBe("*/15 * * * *");
+    expect(Date.parse(swept.report.now)).toBeGreaterThan(Date.now() + 24 * 2629800000);
+    expect(swept.report.locked).toBe(false);
     second.stop();
     running = null;
   });

@@ -13,6 +13,7 @@ import {
   ParleyClient,
   parleySignature,
   phoneNumber,
+  postCustomAsProvider,
   randomHex,
   readJson,
   twilioSignature,
@@ -878,12 +879,17 @@ describe("concurrent webhooks", () => {
     const run = randomHex(3);
     const events = Array.from({ length: 500 }, (_, i) => ({ type: "message", id: `fan_${run}_${i}`, from: `fan-${run}-user-${i % 50}`, text: `message ${i}` }));
 
+    // wrangler dev's proxy occasionally answers a POST with 503 "Your worker restarted
+    // mid-request" under this load although nothing restarted (see isDevProxyRestart in
+    // client.ts): the client then resends the same signed event, as a provider would, and
+    // dedupe must hold. A resent event whose first copy reached the object acks as a duplicate.
+    const resent = new Set<string>();
     const acks = await mapPool(events, 50, async (event) => {
-      const res = await api.postCustom(channel.id, secret, event);
+      const res = await postCustomAsProvider(api, channel.id, secret, event, { onRetry: () => resent.add(event.id) });
       if (res.status !== 200) throw new Error(`webhook ${event.id} failed: ${res.status} ${await res.text()}`);
       return readJson<CustomWebhookAck>(res);
     });
-    expect(acks.every((a) => !a.duplicate)).toBe(true);
+    expect(acks.filter((a, i) => a.duplicate && !resent.has(events[i]?.id ?? ""))).toEqual([]);
     const conversationOfUser = new Map<string, string>();
     acks.forEach((ack, i) => {
       const user = events[i]?.from ?? "";
