@@ -204,6 +204,8 @@ export class Conversation extends DurableObject<Env> {
   #liveKey: { at: number; value: SubjectKey } | null = null;
   /** Staff live updates: the flush in flight, and whether another change landed meanwhile. */
   #staffFlush: Promise<void> | null = null;
+  /** Last conversation status told to visitors' sockets (lost on hibernation: a repeat frame is harmless). */
+  #visitorStatus: string | null = null;
   #staffAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -463,12 +465,13 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /** A redacted summary of the conversation (placeholders stay), when the tenant has summaries on. */
-  async summarize(): Promise<{ ok: true; summary: string; provider: string; messages: number } | { ok: false; code: "not_found" | "feature_off" | "budget_exhausted" | "provider_failing" }> {
+  async summarize(): Promise<{ ok: true; summary: string; provider: string; messages: number } | { ok: false; code: "not_found" | "feature_off" | "plan_canceled" | "budget_exhausted" | "provider_failing" }> {
     const tenantId = this.#getMeta("tenant_id");
     if (!tenantId) return { ok: false, code: "not_found" };
     const context = await this.#loadTenantContext(tenantId);
     // A canceled plan turns every AI feature off (`none`, no billing configured, keeps them on).
-    if (!context.settings.ai.summaries || context.planStatus === "canceled") return { ok: false, code: "feature_off" };
+    if (context.planStatus === "canceled") return { ok: false, code: "plan_canceled" };
+    if (!context.settings.ai.summaries) return { ok: false, code: "feature_off" };
     if (!(await this.#takeBudget(tenantId, context.settings))) return { ok: false, code: "budget_exhausted" };
     const lastSeq = Number(this.#sql.exec("SELECT COALESCE(MAX(seq), 0) AS s FROM messages").one().s);
     const turns = await this.#redactedTurns(lastSeq, 50, context.defaultCountry, await this.#loadVault());
@@ -497,7 +500,7 @@ export class Conversation extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server, ["end_user"]);
     server.serializeAttachment(parsed.data);
     const history = known ? (await this.listMessages({ limit: HISTORY_ON_CONNECT, order: "desc" })).messages.reverse() : [];
-    server.send(JSON.stringify({ type: "history", conversationId: parsed.data.conversationId, messages: history.map(chatView) }));
+    server.send(JSON.stringify({ type: "history", conversationId: parsed.data.conversationId, status: this.#getMeta("status") ?? "open", messages: history.map(chatView) }));
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -778,6 +781,13 @@ export class Conversation extends DurableObject<Env> {
   #bumpVersion(): void {
     this.#setMeta("version", String(Number(this.#getMeta("version") ?? 0) + 1));
     this.#staffChanged();
+    // Visitors learn at once when a person takes over (AI Act art. 50 disclosure), not only when the first human reply arrives.
+    const status = this.#getMeta("status");
+    if (status && status !== this.#visitorStatus) {
+      const tell = status === "handoff" || this.#visitorStatus === "handoff";
+      this.#visitorStatus = status;
+      if (tell) this.#broadcast({ type: "status", status });
+    }
   }
 
   #nextSeq(): number {

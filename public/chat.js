@@ -16,6 +16,7 @@ const pending = new Map();
 let socket = null;
 let retry = 0;
 let humanJoined = false;
+let handedOff = false;
 
 const SESSION_KEY = "parley.session";
 
@@ -60,6 +61,17 @@ function noteHuman() {
   log.append(li);
 }
 
+/** The conversation was handed to a person: the assistant stops answering, and the visitor is told before anyone replies. */
+function noteHandoff() {
+  if (handedOff || humanJoined) return;
+  handedOff = true;
+  const li = document.createElement("li");
+  li.className = "note";
+  li.dataset.note = "handoff";
+  li.textContent = t("handoff");
+  log.append(li);
+}
+
 function render(message) {
   if (shown.has(message.id)) return;
   shown.add(message.id);
@@ -96,11 +108,16 @@ function connect() {
   });
   socket.addEventListener("message", (event) => {
     const frame = JSON.parse(event.data);
-    if (frame.type === "history") frame.messages.forEach(render);
+    if (frame.type === "history") {
+      if (frame.status === "handoff") noteHandoff();
+      frame.messages.forEach(render);
+    } else if (frame.type === "status") {
+      if (frame.status === "handoff") noteHandoff();
+    }
     else if (frame.type === "ack") {
       pending.delete(frame.clientId);
       render(frame.message);
-    } else if (frame.type === "message") render(frame.message);
+    else if (frame.type === "message") render(frame.message);
     else if (frame.type === "error") statusEl.textContent = t("notSent", { reason: frame.message });
   });
   socket.addEventListener("close", () => {

@@ -8,6 +8,7 @@
       disclosureHuman:
         "A person from {business} has joined this conversation. Replies marked “{agent}” are written by a person; replies marked “{ai}” come from the automated assistant (an AI system).",
       humanJoined: "A person from {business} has joined the conversation: you are now talking to a human.",
+      handoff: "Your conversation has been passed to a person from {business}: the automated assistant has stopped answering, and a person will reply here.",
       you: "You",
       ai: "Assistant (AI)",
       agent: "{business} team (a person)",
@@ -58,6 +59,7 @@
       disclosureHuman:
         "Una persona di {business} si è unita alla conversazione. Le risposte indicate come “{agent}” sono scritte da una persona; quelle indicate come “{ai}” vengono dall'assistente automatico (un sistema di intelligenza artificiale).",
       humanJoined: "Una persona di {business} si è unita alla conversazione: ora stai parlando con un essere umano.",
+      handoff: "La tua conversazione è stata passata a una persona di {business}: l'assistente automatico non risponde più e una persona ti risponderà qui.",
       you: "Tu",
       ai: "Assistente (IA)",
       agent: "Team {business} (una persona)",

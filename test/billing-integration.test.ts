@@ -486,7 +486,8 @@ describe("plan status and the AI", () => {
         await settle(res.conversationId);
         const health = (await json(await api("GET", "/v1/agent-health", tenant.ownerKey))) as { days: { reasons: Record<string, number> }[] };
         const summary = await api("POST", `/v1/conversations/${res.conversationId}/summary`, tenant.ownerKey);
-        return { reasons: health.days[0]?.reasons ?? {}, summaryStatus: summary.status };
+        const summaryError = summary.status === 200 ? "" : ((await summary.json()) as { error: { message: string } }).error.message;
+        return { reasons: health.days[0]?.reasons ?? {}, summaryStatus: summary.status, summaryError };
       };
 
       const canceled = await run(async (tenantId) => {
@@ -494,6 +495,7 @@ describe("plan status and the AI", () => {
       });
       expect(canceled.reasons).toEqual({ "skipped:plan_canceled": 1 });
       expect(canceled.summaryStatus).toBe(409);
+      expect(canceled.summaryError).toMatch(/subscription is canceled/);
       expect(aiRequests).toHaveLength(0);
 
       const none = await run(async () => undefined);

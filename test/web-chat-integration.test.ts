@@ -79,6 +79,23 @@ describe("web chat over WebSocket", () => {
     b.ws?.close(1000, "bye");
   });
 
+  it("tells the visitor at once when the conversation is handed to a person, and on reconnect", async () => {
+    const { ownerKey } = await createTenant();
+    const channel = await webChannel(ownerKey);
+    const session = "visitor-session-handoff-000001";
+    const a = await connect(channel.id, session);
+    expect(await a.next()).toMatchObject({ type: "history", status: "open", messages: [] });
+    a.ws?.send(JSON.stringify({ type: "message", id: "client-msg-h001", text: "I want to speak to someone" }));
+    expect(await a.next()).toMatchObject({ type: "ack", duplicate: false });
+    const conversationId = ((await json(await api("GET", "/v1/conversations", ownerKey))) as { data: { id: string }[] }).data[0]?.id ?? "";
+    expect((await api("POST", `/v1/conversations/${conversationId}/handoff`, ownerKey, {})).status).toBe(200);
+    expect(await a.next()).toMatchObject({ type: "status", status: "handoff" });
+    const again = await connect(channel.id, session);
+    expect(await again.next()).toMatchObject({ type: "history", status: "handoff" });
+    a.ws?.close(1000, "bye");
+    again.ws?.close(1000, "bye");
+  });
+
   it("refuses foreign origins, bad sessions and plain HTTP", async () => {
     const { ownerKey } = await createTenant();
     const channel = await webChannel(ownerKey);

@@ -462,7 +462,8 @@ conversations.openapi(
     if (!result.ok) {
       if (result.code === "not_found") throw notFound("conversation");
       if (result.code === "provider_failing") throw new ApiError(503, "internal_error", "the AI provider is failing; try again later");
-      throw new ApiError(409, "conflict", result.code === "feature_off" ? "summaries are turned off in settings" : "the daily AI budget is spent");
+      const reasons = { feature_off: "summaries are turned off in settings", plan_canceled: "the subscription is canceled: AI features are off until it is renewed", budget_exhausted: "the daily AI budget is spent" } as const;
+      throw new ApiError(409, "conflict", reasons[result.code]);
     }
     await auditStatement(c.env.DB, keyAudit(auth, "conversation.summarized", "conversation", id)).run();
     return c.json({ summary: result.summary, provider: result.provider, messages: result.messages, redacted: true as const }, 200);

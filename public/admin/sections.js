@@ -536,10 +536,62 @@ async function audit(body) {
 
 // ---------------------------------------------------------------- billing
 
+const PLAN_TEXT = {
+  none: "No subscription: billing was never set up. AI features are on.",
+  active: "Active subscription. AI features are on.",
+  past_due: "Payment past due: Stripe is retrying the last invoice. AI features stay on meanwhile.",
+  canceled: "Subscription canceled: automatic replies, summaries and intent labels are off. Conversations are kept under the retention policies.",
+};
+
 async function billing(body) {
   const b = await api("GET", "/v1/billing");
-  const rows = Object.entries(b).map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))));
-  body.replaceChildren(tableWrap(null, ["Field", "Value"], rows));
+  const status = statusLine("billing-status");
+  const returned = new URLSearchParams(location.search).get("billing");
+  const facts = el(
+    "dl",
+    { class: "facts" },
+    el("dt", {}, "Plan"),
+    el("dd", { id: "plan-status", "data-status": b.planStatus }, `${b.planStatus} — ${PLAN_TEXT[b.planStatus] ?? ""}`),
+    el("dt", {}, "Current period ends"),
+    el("dd", {}, day(b.currentPeriodEnd)),
+    el("dt", {}, "Last change"),
+    el("dd", {}, when(b.lastEventAt)),
+  );
+  const children = [facts];
+  if (returned === "success") children.push(el("p", { class: "hint", role: "status" }, "Checkout finished. The plan changes when Stripe confirms the payment (usually within seconds): reload this section."));
+  if (returned === "canceled") children.push(el("p", { class: "hint", role: "status" }, "Checkout was canceled; nothing changed."));
+  if (!b.billingConfigured) {
+    children.push(el("p", { class: "hint" }, "Billing is not configured on this deployment (STRIPE_SECRET_KEY and STRIPE_PRICE_IDS are empty)."));
+  } else if (b.planStatus !== "active") {
+    children.push(
+      el(
+        "button",
+        {
+          type: "button",
+          id: "billing-checkout",
+          onclick: async () => {
+            const out = await act(status, () => api("POST", "/v1/billing/checkout", {}), "Opening Stripe Checkout…");
+            if (out && out.url) location.assign(out.url);
+          },
+        },
+        b.planStatus === "none" ? "Subscribe" : "Renew subscription",
+      ),
+    );
+  }
+  children.push(status);
+  const rows = b.recentEvents.map((e) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, when(e.createdAt)),
+      el("td", {}, e.type),
+      el("td", {}, e.outcome),
+      el("td", {}, e.planStatus ?? "—"),
+      el("td", {}, e.amount === null ? "—" : `${(e.amount / 100).toFixed(2)} ${(e.currency ?? "").toUpperCase()}`),
+    ),
+  );
+  children.push(tableWrap("Recent payment events (metadata only)", ["When", "Event", "Outcome", "Plan", "Amount"], rows));
+  body.replaceChildren(...children);
 }
 
 /** Section renderers by view name. */

@@ -16,7 +16,7 @@ import { PROJECT_ROOT, startParley, type ParleyServer } from "./harness.ts";
 const artifacts = join(PROJECT_ROOT, "test-artifacts");
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 900 };
-const SECTIONS = ["conversations", "settings", "knowledge", "channels", "keys", "retention", "consents", "dsr", "health", "audit"] as const;
+const SECTIONS = ["conversations", "settings", "knowledge", "channels", "keys", "retention", "consents", "dsr", "health", "audit", "billing"] as const;
 
 let server: ParleyServer | null = null;
 let browser: Browser | null = null;
@@ -193,6 +193,11 @@ describe("admin page in Chromium", () => {
       await page.screenshot({ path: join(artifacts, `admin-${view}-desktop.png`), fullPage: true });
     }
     await expect.poll(() => page.locator("#chain-status").textContent(), { timeout: 10_000 }).toMatch(/intact/);
+    // Billing (not configured in this run): the plan in words, no dead "Subscribe" button.
+    await openSection(page, "billing");
+    expect(await page.locator("#plan-status").getAttribute("data-status")).toBe("none");
+    expect(await page.locator("#view-billing").textContent()).toContain("Billing is not configured");
+    expect(await page.locator("#billing-checkout").count()).toBe(0);
 
     expect(w.foreign).toEqual([]);
     expect(w.missingCsp).toEqual([]);
