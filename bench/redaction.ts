@@ -3,8 +3,9 @@
 //
 // For each corpus ("mixed": half ordinary chat; "dense": every message carries identifiers or
 // business facts) it measures, per library: recall (a planted identifier no longer appears in the
-// output), facts kept (a planted business fact still appears) and throughput. Throughput is timed
-// in child processes, one per library and round, after a JIT warm-up; MB/s uses the median pass.
+// output), strict recall (not even a 4+ character piece of it survives, so a partial redaction
+// such as "+39 333 PHONE_NUMBER" is not credited), facts kept (a planted business fact still
+// appears) and throughput. Throughput is timed in child processes, one per library and round, after a JIT warm-up; MB/s uses the median pass.
 // Peers get the raw text; Parley also gets the channel's country as its default phone region.
 import { fork } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -35,6 +36,8 @@ interface LibraryResult {
   name: string;
   version: string;
   recall: number;
+  /** Recall counting partial redactions as leaks (see Quality.strictRecall). */
+  strictRecall: number;
   factsKept: number;
   /** MB/s from the median timed run (the headline figure). */
   mbPerSec: number;
@@ -137,7 +140,14 @@ function median(xs: number[]): number {
 }
 
 interface Quality {
+  /** Share of planted identifiers whose exact text no longer appears in the output. */
   recall: number;
+  /**
+   * Stricter: an identifier also counts as leaked when a 4+ character alphanumeric piece of it
+   * survives ("+39 333 PHONE" keeps "1234"-style tails of a partly redacted number). Pieces that
+   * occur elsewhere in the original message are ignored, so a coincidence does not count.
+   */
+  strictRecall: number;
   factsKept: number;
   recallByType: Record<string, number>;
   missedExamples: string[];
@@ -151,6 +161,7 @@ async function quality(lib: Library, corpus: CorpusMessage[], firstPassMs: Map<s
   firstPassMs.set(lib.name, performance.now() - t0);
   let planted = 0;
   let removed = 0;
+  let strictRemoved = 0;
   let facts = 0;
   let kept = 0;
   const byType: Record<string, TypeScore> = {};
@@ -165,6 +176,9 @@ async function quality(lib: Library, corpus: CorpusMessage[], firstPassMs: Map<s
       if (!out.includes(id.value)) {
         removed++;
         score.removed++;
+        const rest = m.text.replace(id.value, " ");
+        const pieces = id.value.split(/[^A-Za-z0-9]+/).filter((p) => p.length >= 4 && !rest.includes(p));
+        if (!pieces.some((p) => out.includes(p))) strictRemoved++;
       } else if (missedExamples.length < 12) {
         missedExamples.push(`${id.type} ${JSON.stringify(id.value)} in ${JSON.stringify(m.text)} [${m.country}]`);
       }
@@ -177,7 +191,7 @@ async function quality(lib: Library, corpus: CorpusMessage[], firstPassMs: Map<s
   });
   const recallByType: Record<string, number> = {};
   for (const [t, s] of Object.entries(byType)) recallByType[t] = s.removed / s.planted;
-  return { recall: removed / planted, factsKept: kept / facts, recallByType, missedExamples, lostFactExamples };
+  return { recall: removed / planted, strictRecall: strictRemoved / planted, factsKept: kept / facts, recallByType, missedExamples, lostFactExamples };
 }
 
 function corpusFor(plainShare: number): CorpusMessage[] {
@@ -260,6 +274,8 @@ interface SuiteResult {
   results: LibraryResult[];
   fastestPeer: string | null;
   parleyVsFastestPeer: number | null;
+  /** The same ratio from median CPU time. */
+  parleyVsFastestPeerCpu: number | null;
 }
 
 async function runSuite(label: string, description: string, plainShare: number, libs: Library[]): Promise<SuiteResult> {
@@ -302,23 +318,25 @@ async function runSuite(label: string, description: string, plainShare: number, 
   }
 
   console.log(
-    `${pad("library", 18)}${pad("version", 9)}${pad("recall", 9)}${pad("facts kept", 12)}${pad("MB/s", 9)}${pad("best MB/s", 11)}${pad("CPU MB/s", 10)}median ms`,
+    `${pad("library", 18)}${pad("version", 9)}${pad("recall", 9)}${pad("strict", 9)}${pad("facts kept", 12)}${pad("MB/s", 9)}${pad("best MB/s", 11)}${pad("CPU MB/s", 10)}median ms`,
   );
   for (const r of results) {
     console.log(
-      `${pad(r.name, 18)}${pad(r.version, 9)}${pad(r.recall.toFixed(4), 9)}${pad(r.factsKept.toFixed(4), 12)}${pad(r.mbPerSec.toFixed(2), 9)}${pad(r.bestMbPerSec.toFixed(2), 11)}${pad(r.cpuMbPerSec.toFixed(2), 10)}${r.medianMs.toFixed(1)}`,
+      `${pad(r.name, 18)}${pad(r.version, 9)}${pad(r.recall.toFixed(4), 9)}${pad(r.strictRecall.toFixed(4), 9)}${pad(r.factsKept.toFixed(4), 12)}${pad(r.mbPerSec.toFixed(2), 9)}${pad(r.bestMbPerSec.toFixed(2), 11)}${pad(r.cpuMbPerSec.toFixed(2), 10)}${r.medianMs.toFixed(1)}`,
     );
   }
   const mine = results.find((r) => r.name === "parley");
   const peerResults = results.filter((r) => r.name !== "parley");
   const fastest = peerResults.reduce<LibraryResult | undefined>((a, r) => (!a || r.mbPerSec > a.mbPerSec ? r : a), undefined);
   const ratio = mine && fastest ? mine.mbPerSec / fastest.mbPerSec : null;
+  // On a loaded machine the wall-clock median can flatter one library by luck of scheduling, so
+  // the speed target counts as met only when the CPU-time ratio agrees.
+  const cpuRatio = mine && fastest ? mine.cpuMbPerSec / Math.max(...peerResults.map((r) => r.cpuMbPerSec)) : null;
   if (mine) {
     console.log("parley recall by type: " + Object.entries(mine.recallByType).map(([t, v]) => `${t} ${v.toFixed(4)}`).join(", "));
     for (const r of peerResults) console.log(`parley vs ${r.name}: ${(mine.mbPerSec / r.mbPerSec).toFixed(2)}x MB/s`);
-    if (fastest && ratio !== null) {
+    if (fastest && ratio !== null && cpuRatio !== null) {
       const bestRatio = mine.bestMbPerSec / Math.max(...peerResults.map((r) => r.bestMbPerSec));
-      const cpuRatio = mine.cpuMbPerSec / Math.max(...peerResults.map((r) => r.cpuMbPerSec));
       console.log(
         `parley vs fastest peer (${fastest.name}): ${ratio.toFixed(2)}x (median wall), ${bestRatio.toFixed(2)}x (best wall), ${cpuRatio.toFixed(2)}x (median CPU)`,
       );
@@ -326,7 +344,7 @@ async function runSuite(label: string, description: string, plainShare: number, 
     const targets = [
       ["recall >= 0.99", mine.recall >= 0.99],
       ["facts kept >= 0.98", mine.factsKept >= 0.98],
-      ["MB/s >= 3x fastest peer", ratio === null ? null : ratio >= 3],
+      ["MB/s >= 3x fastest peer (median wall and median CPU)", ratio === null || cpuRatio === null ? null : ratio >= 3 && cpuRatio >= 3],
     ] as const;
     for (const [t, ok] of targets) console.log(`target ${t}: ${ok === null ? "n/a (no peer)" : ok ? "met" : "NOT met"}`);
     if (mine.missedExamples.length) console.log("parley missed (first few):\n  " + mine.missedExamples.join("\n  "));
@@ -339,6 +357,7 @@ async function runSuite(label: string, description: string, plainShare: number, 
     results,
     fastestPeer: fastest?.name ?? null,
     parleyVsFastestPeer: ratio,
+    parleyVsFastestPeerCpu: cpuRatio,
   };
 }
 

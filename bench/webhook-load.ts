@@ -49,6 +49,8 @@ interface DriverConfig {
   runId: string;
   /** The answer that counts as acknowledged (default 200; 401/404 for the profile's refusal variants). */
   expectStatus?: number;
+  /** Reuse connections (default true); BENCH_LOAD_KEEPALIVE=0 opens one per request. */
+  keepAlive?: boolean;
 }
 
 interface DriverAck {
@@ -101,7 +103,8 @@ function post(agent: Agent, url: URL, body: string, headers: Record<string, stri
 }
 
 async function driver(config: DriverConfig): Promise<DriverResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: config.concurrency, maxFreeSockets: config.concurrency });
+  const keepAlive = config.keepAlive ?? true;
+  const agent = new Agent({ keepAlive, maxSockets: config.concurrency, maxFreeSockets: keepAlive ? config.concurrency : 0 });
   const url = new URL(`${config.baseUrl}/webhooks/custom/${config.channelId}`);
   const latencies: number[] = [];
   const acks: DriverAck[] = [];
@@ -125,6 +128,7 @@ async function driver(config: DriverConfig): Promise<DriverResult> {
         }
         const headers: Record<string, string> = { "content-type": "application/json" };
         if (config.secret) headers["x-parley-signature"] = sign(config.secret, body);
+        const sent = performance.now();
         try {
           const res = await post(agent, url, body, headers);
           if (res.status === (config.expectStatus ?? 200)) {
@@ -138,7 +142,7 @@ async function driver(config: DriverConfig): Promise<DriverResult> {
           }
         } catch (err) {
           failures.net = (failures.net ?? 0) + 1;
-          if (samples.length < 5) samples.push(`net ${err instanceof Error ? err.message : String(err)}`);
+          if (samples.length < 5) samples.push(`net ${err instanceof Error ? err.message : String(err)} after ${Math.round(performance.now() - sent)} ms`);
         }
       }
       if (!done) unacked.push(i);
@@ -250,15 +254,23 @@ async function main(): Promise<void> {
   try {
     // ------------------------------------------------------------ Parley tenant and channel
     const api = async <T>(method: string, path: string, key: string, json?: unknown): Promise<T> => {
-      const res = await fetch(`${parleyServer.baseUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(json !== undefined ? { "content-type": "application/json" } : {}) },
-        ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
-        signal: AbortSignal.timeout(60_000),
-      });
-      const text = await res.text();
-      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
-      return JSON.parse(text) as T;
+      // Reads are retried (a server still busy with a burst's alarms may be slow to answer).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await fetch(`${parleyServer.baseUrl}${path}`, {
+            method,
+            headers: { authorization: `Bearer ${key}`, ...(json !== undefined ? { "content-type": "application/json" } : {}) },
+            ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+            signal: AbortSignal.timeout(120_000),
+          });
+          const text = await res.text();
+          if (method === "GET" && res.status >= 500 && attempt < 5) continue;
+          if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
+          return JSON.parse(text) as T;
+        } catch (err) {
+          if (method !== "GET" || attempt >= 5 || !(err instanceof Error) || err.name !== "TimeoutError") throw err;
+        }
+      }
     };
     const tenant = await api<{ apiKey: { key: string } }>("POST", "/v1/tenants", parleyServer.platformKey, { name: "Load bench", slug: `load-${Date.now().toString(36)}` });
     const key = tenant.apiKey.key;
@@ -407,6 +419,7 @@ async function main(): Promise<void> {
         total,
         conversations,
         runId: `r${Date.now().toString(36)}${(runCounter++).toString(36)}`,
+        keepAlive: process.env.BENCH_LOAD_KEEPALIVE !== "0",
         ...overrides,
       };
       const own = pids.get(target.name) ?? [];

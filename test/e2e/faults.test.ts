@@ -73,9 +73,9 @@ describe("wrangler dev killed mid-burst", () => {
     const { tenant, channelId, secret } = await customTenant("Kill tenant", hookPath);
     const isHook = (r: { path: string }) => r.path === hookPath;
 
-    // Slow providers: AI calls take 400 ms (so tasks queue up behind each other in every
+    // Slow providers: AI calls take 1 s (so tasks queue up behind each other in every
     // conversation) and callbacks 1.5 s (so deliveries are in flight when the server dies).
-    ai.delayMs = 400;
+    ai.delayMs = 1_000;
     let callbackArrivals = 0;
     let slowCallbacks = true;
     for (let i = 0; i < 200; i++) {
