@@ -356,3 +356,83 @@ describe("detectSpecialCategories", () => {
     }
   });
 });
+
+// Fast paths: the one-regex prescan (digit runs + weak keywords), its overflow fallback, the
+// resumption after an IBAN that reaches into a later run, and the connector pre-filter.
+describe("fast paths", () => {
+  function ibanCheck(country: string, bban: string): string {
+    let r = 0;
+    for (const ch of bban + country + "00") {
+      const v = /[0-9]/.test(ch) ? ch : String(ch.charCodeAt(0) - 55);
+      for (const d of v) r = (r * 10 + Number(d)) % 97;
+    }
+    return country + String(98 - r).padStart(2, "0") + bban;
+  }
+  const types = (r: RedactResult): string[] => r.entities.map((e) => e.type);
+
+  it("finds the phone after an IBAN that swallowed the start of its digit run", () => {
+    const compact = ibanCheck("MT", "MALT0110000X123456789012345");
+    const grouped = compact.replace(/(.{4})/g, "$1 ").trim();
+    const r = redact(`IBAN ${grouped} 333 1234567`, { defaultCountry: "IT" });
+    expect(types(r)).toEqual(["IBAN", "PHONE"]);
+    expect(r.text).toBe("IBAN [IBAN_1] [PHONE_1]");
+  });
+
+  it("falls back to full scans when a message has more runs or keywords than the buffers", () => {
+    const filler = Array.from({ length: 70 }, (_, i) => `ordine ${1000000 + i}`).join(", ");
+    const pins = Array.from({ length: 70 }, () => "pin").join(" ");
+    const r = redact(`${filler}; ${pins}; il pin è 4921, chiamami al 333 1234567`, { defaultCountry: "IT" });
+    expect(types(r)).toEqual(["CREDENTIAL", "PHONE"]);
+    expect(r.text).toContain("ordine 1000069");
+  });
+
+  it.each([
+    ["Contraseña: Gatto123!", "Contraseña: [CREDENTIAL_1]"],
+    ["CONTRASEÑA = Gatto123!", "CONTRASEÑA = [CREDENTIAL_1]"],
+    ["xñpassword: Gatto123!", "xñpassword: [CREDENTIAL_1]"],
+    ["api key : sk_live_abcdefghij1234", "api key : [CREDENTIAL_1]"],
+    ["API_KEY=abc123def456", "API_KEY=[CREDENTIAL_1]"],
+    ["pin code:\t4921", "pin code:\t[CREDENTIAL_1]"],
+    ["parola d'ordine: Falco77", "parola d'ordine: [CREDENTIAL_1]"],
+    ["codice di accesso: Luna-12", "codice di accesso: [CREDENTIAL_1]"],
+    ["one-time code: 482913", "one-time code: [CREDENTIAL_1]"],
+    ["AccessToken: abcDEF123ghi", "AccessToken: [CREDENTIAL_1]"],
+  ])("connector after a keyword: %s", (text, expected) => {
+    expect(redact(text).text).toBe(expected);
+  });
+
+  it.each([
+    "Numero di telefono: domani alle 10:30",
+    "Orario: 10:30, tavolo: 12",
+    "xpassword: hunter2",
+    "passwords: many",
+    "keyboard: italiana",
+  ])("no credential after a connector that follows no keyword: %s", (text) => {
+    expect(types(redact(text)).filter((t) => t === "CREDENTIAL")).toEqual([]);
+  });
+
+  it.each([
+    ["PIN 4921", true],
+    ["otp 123456", true],
+    ["CVV: 123", true],
+    ["spin 4921", false],
+    ["pinot 4921", false],
+    ["il pin è scaduto", false],
+  ])("weak keyword at word boundaries only: %s", (text, found) => {
+    expect(types(redact(text)).includes("CREDENTIAL")).toBe(found);
+  });
+
+  it("keeps run boundaries exact: 7 run characters from the first digit", () => {
+    // "12 3456" is 7 characters (a run) but only 6 digits: nothing; a 7-digit local number is not a phone either.
+    expect(redact("12 3456").entities).toEqual([]);
+    expect(redact("ab (333) 1234567").entities.map((e) => e.type)).toEqual(["PHONE"]);
+    expect(redact("3331234567").text).toBe("[PHONE_1]");
+  });
+
+  it("numbers placeholders per type and reuses them for repeated values", () => {
+    const r = redact("a@b.it c@d.it a@b.it 333 1234567 e@f.it", { defaultCountry: "IT" });
+    expect(r.text).toBe("[EMAIL_1] [EMAIL_2] [EMAIL_1] [PHONE_1] [EMAIL_3]");
+    const many = Array.from({ length: 11 }, (_, i) => `u${i}@example.com`).join(" ");
+    expect(redact(many).text.split(" ").at(-1)).toBe("[EMAIL_11]");
+  });
+});

@@ -5,7 +5,18 @@ import { PRIORITY, covered } from "./candidate";
 import { isAlnum, isAsciiLetter, isDigit, isWordChar } from "./chars";
 import { IBAN_LENGTHS, ibanMod97Valid } from "./validators";
 
-const SEPARATORS_RE = /[\s-]+/g;
+/** text[start, end) without its separators, upper-cased: the IBAN's placeholder key. */
+function compactUpper(text: string, start: number, end: number, count: number): string {
+  if (end - start === count) return text.slice(start, end).toUpperCase();
+  let key = "";
+  let s = start;
+  for (let i = start; i < end; i++) {
+    if (isAlnum(text.charCodeAt(i))) continue;
+    key += text.slice(s, i);
+    s = i + 1;
+  }
+  return (key + text.slice(s, end)).toUpperCase();
+}
 
 /** IBAN length by country code, indexed (A-Z, A-Z) -> 26 * a + b; 0 for non-IBAN countries. */
 const IBAN_LENGTH_TABLE = new Uint8Array(26 * 26);
@@ -32,8 +43,7 @@ export function ibanAt(text: string, start: number, out: Candidate[]): number {
   }
   if (count !== ibanLen || (p < len && isAlnum(text.charCodeAt(p)))) return -1;
   if (!ibanMod97Valid(text, start, p)) return -1;
-  const raw = text.slice(start, p);
-  const key = (p - start === ibanLen ? raw : raw.replace(SEPARATORS_RE, "")).toUpperCase();
+  const key = compactUpper(text, start, p, ibanLen);
   out.push({ type: "IBAN", start, end: p, key, priority: PRIORITY.IBAN });
   return p;
 }

@@ -6,7 +6,7 @@ import { scanEmails } from "./scan-emails";
 import { scanIpv6 } from "./scan-ipv6";
 import { scanTokens } from "./scan-tokens";
 import type { Candidate, Enabled } from "./candidate";
-import { S_AT, S_COLON, S_RUN, S_TOKENS, sieve } from "./sieve";
+import { MATCH_OVERFLOW, prescan } from "./prescan";
 
 /** Options for {@link redact}. */
 export interface RedactOptions {
@@ -72,6 +72,8 @@ const TYPE_INDEX: Readonly<Record<EntityType, number>> = {
   CREDENTIAL: 8,
 };
 const TYPE_INDEX_SIZE = 9;
+/** Per-call placeholder counters, reset at the start of each call (redaction is synchronous). */
+const COUNTERS = new Int32Array(TYPE_INDEX_SIZE);
 /** "[EMAIL_1]".."[EMAIL_8]" and so on, built once: most messages need only the first few. */
 const PLACEHOLDER_CACHE: string[][] = [];
 for (let t = 0; t < TYPE_INDEX_SIZE; t++) PLACEHOLDER_CACHE.push([]);
@@ -131,21 +133,24 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
   const country = normalizeCountry(options?.defaultCountry);
   const cands: Candidate[] = [];
 
-  // One pass over the text says which scanners can find anything at all.
-  const flags = sieve(text);
+  // One regex pass finds the digit runs and the weak credential keywords ("pin", "password"...).
+  const found = prescan(text);
   // Order matters a little: digit runs skip spans already claimed by emails and credentials.
-  if (en.EMAIL && (flags & S_AT) !== 0) scanEmails(text, cands);
-  if (en.CREDENTIAL) scanCredentials(text, cands, flags, true);
-  if ((flags & S_RUN) !== 0 && (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP || en.IBAN)) scanDigitRuns(text, cands, en, country);
-  if ((flags & S_TOKENS) !== 0 && (en.CODICE_FISCALE || en.CREDENTIAL || en.IBAN) && text.length >= 15) scanTokens(text, cands, en);
-  if (en.IP && (flags & S_COLON) !== 0) scanIpv6(text, cands);
+  if (en.EMAIL && text.indexOf("@") >= 0) scanEmails(text, cands);
+  const colon = text.indexOf(":");
+  if (en.CREDENTIAL) scanCredentials(text, cands, colon, true);
+  if (found !== 0 && (en.PHONE || en.CARD || en.SSN || en.PARTITA_IVA || en.IP || en.IBAN)) {
+    scanDigitRuns(text, cands, en, country, found !== MATCH_OVERFLOW);
+  }
+  if ((en.CODICE_FISCALE || en.CREDENTIAL || en.IBAN) && text.length >= 15) scanTokens(text, cands, en);
+  if (en.IP && colon >= 0) scanIpv6(text, cands, colon);
 
   if (cands.length === 0) return { text, entities: [] };
 
   const kept = resolveOverlaps(cands);
   const vault = options?.vault;
   const entities: RedactedEntity[] = [];
-  let counters: Int32Array | null = null;
+  for (let t = 0; t < TYPE_INDEX_SIZE; t++) COUNTERS[t] = 0;
   let out = "";
   let last = 0;
   for (let n = 0; n < kept.length; n++) {
@@ -164,10 +169,9 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
         }
       }
       if (placeholder === "") {
-        counters ??= new Int32Array(TYPE_INDEX_SIZE);
         const t = TYPE_INDEX[c.type];
-        const count = (counters[t] as number) + 1;
-        counters[t] = count;
+        const count = (COUNTERS[t] as number) + 1;
+        COUNTERS[t] = count;
         placeholder = placeholderText(c.type, t, count);
       }
     }

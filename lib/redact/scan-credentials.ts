@@ -3,7 +3,7 @@
 import type { Candidate } from "./candidate";
 import { PRIORITY } from "./candidate";
 import { isWordChar } from "./chars";
-import { S_COLON, S_EQ, keywordAt, keywordCount } from "./sieve";
+import { WEAK_KEYWORD_SOURCE, keywordCount, keywordEnd, keywordStart } from "./prescan";
 
 // Two passes keep the common case cheap. Every keyword is looked for just before each ":" or "="
 // ("api key: ...", "token=..."), found with indexOf. Only the frequent keywords, whose value may
@@ -12,13 +12,10 @@ import { S_COLON, S_EQ, keywordAt, keywordCount } from "./sieve";
 const ANY_KEYWORD =
   "p(?:ass(?:word|wort|wd|code|phrase)|wd|in(?: ?code)?)|otp|cv[vc]|contrase(?:ñ|n)a|mot de passe|kennwort|parola d['’]ordine|api[ _-]?key|(?:access|auth)[ _-]?token|token|secret|clave|geheimnis|codice (?:pin|otp|segreto|di accesso)|one[ -]time (?:code|password)";
 const KEYWORD_BEFORE_CONNECTOR_RE = new RegExp(`(?:^|[^A-Za-z0-9_])(${ANY_KEYWORD})[ \t]*$`, "i");
-const WEAK_KEYWORD_SOURCE = "p(?:ass(?:word|wort|wd|code|phrase|e)|wd|in(?: ?code)?)|otp|cv[vc]";
 const WEAK_KEYWORD_RE = new RegExp(WEAK_KEYWORD_SOURCE, "gi");
-/** The same, anchored at a position the sieve found. */
-const WEAK_KEYWORD_AT_RE = new RegExp(WEAK_KEYWORD_SOURCE, "iy");
 
 /**
- * Last words of the keywords in ANY_KEYWORD (lowercase): a connector whose preceding word is not
+ * Last words of the keywords in ANY_KEYWORD (lowercase). A connector whose preceding word is not
  * one of these cannot follow a keyword, so the keyword regex is not run for it ("telefono:", "10:30").
  */
 const KEYWORD_LAST_WORDS = new Set([
@@ -31,7 +28,10 @@ function isAsciiLetterCode(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90);
 }
 
-/** True when the word ending just before `pos` (after spaces and tabs) may end a credential keyword. */
+/**
+ * Necessary condition for KEYWORD_BEFORE_CONNECTOR_RE to match text[.., pos): the ASCII letters just
+ * before `pos` (after spaces and tabs) are the last word of a keyword (or its tail after an "ñ").
+ */
 export function mayEndKeyword(text: string, pos: number): boolean {
   let e = pos;
   while (e > 0) {
@@ -40,27 +40,28 @@ export function mayEndKeyword(text: string, pos: number): boolean {
     e--;
   }
   let s = e;
-  while (s > 0 && isAsciiLetterCode(text.charCodeAt(s - 1))) s--;
-  if (e - s >= 3 && e - s <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s, e).toLowerCase())) return true;
-  // "contraseña": an ñ inside the last word.
+  while (s > 0 && e - s <= 11 && isAsciiLetterCode(text.charCodeAt(s - 1))) s--;
+  const n = e - s;
+  if (n >= 3 && n <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s, e).toLowerCase())) return true;
+  // "contraseña": an "ñ" inside the last word.
   const b = s > 0 ? text.charCodeAt(s - 1) : 0;
-  if (b === 0xf1 || b === 0xd1) {
+  if (n >= 1 && n <= 4 && (b === 0xf1 || b === 0xd1)) {
     let s2 = s - 1;
-    while (s2 > 0 && isAsciiLetterCode(text.charCodeAt(s2 - 1))) s2--;
-    return e - s2 <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s2, e).toLowerCase());
+    while (s2 > 0 && e - s2 <= 11 && isAsciiLetterCode(text.charCodeAt(s2 - 1))) s2--;
+    return KEYWORD_LAST_WORDS.has(text.slice(s2, e).toLowerCase());
   }
   return false;
 }
 
 /** 2: password-like ("is"/"è" accepted); 3: PIN-like (also "PIN 1234"); 4: generic, ":"/"=" only. */
-function keywordKind(m: string): number {
-  const c0 = m.charCodeAt(0) | 32;
-  const c1 = m.charCodeAt(1) | 32;
+function keywordKind(text: string, start: number, end: number): number {
+  const c0 = text.charCodeAt(start) | 32;
+  const c1 = text.charCodeAt(start + 1) | 32;
   if (c0 === 112 && c1 === 105) return 3; // pin
   if (c0 === 111) return 3; // otp, one-time code
   if (c0 === 99 && c1 === 118) return 3; // cvv, cvc
-  if (c0 === 99 && c1 === 111 && m.length >= 9) {
-    const c7 = m.charCodeAt(7) | 32;
+  if (c0 === 99 && c1 === 111 && end - start >= 9) {
+    const c7 = text.charCodeAt(start + 7) | 32;
     if (c7 === 112 || c7 === 111) return 3; // codice pin / codice otp
     if (c7 === 115 || c7 === 100) return 2; // codice segreto / codice di accesso
   }
@@ -136,60 +137,57 @@ function credentialAt(text: string, after: number, kind: number, out: Candidate[
   return e;
 }
 
-function scanConnectors(text: string, out: Candidate[], connector: string): void {
-  for (let pos = text.indexOf(connector); pos > 0; pos = text.indexOf(connector, pos + 1)) {
+function scanConnectors(text: string, out: Candidate[], connector: string, first: number): void {
+  for (let pos = first; pos > 0; pos = text.indexOf(connector, pos + 1)) {
     if (!mayEndKeyword(text, pos)) continue;
     const from = pos > 40 ? pos - 40 : 0;
     const m = KEYWORD_BEFORE_CONNECTOR_RE.exec(text.slice(from, pos));
     if (m === null || m[1] === undefined) continue;
     const keywordEnd = from + m.index + m[0].lastIndexOf(m[1]) + m[1].length;
-    const end = credentialAt(text, keywordEnd, keywordKind(m[1]), out);
+    const end = credentialAt(text, keywordEnd, keywordKind(text, keywordEnd - m[1].length, keywordEnd), out);
     if (end > pos) pos = end - 1;
   }
 }
 
 /**
- * @param flags from the sieve: connectors are looked at only when the text has ":" or "=", and weak
- * keywords only at the positions the sieve recorded (all of them when it ran out of room).
+ * @param colon text.indexOf(":"), when the caller already knows it.
+ * @param prescanned the weak keywords were recorded by prescan() for this text.
  */
-export function scanCredentials(text: string, out: Candidate[], flags = S_COLON | S_EQ, sieved = false): void {
+export function scanCredentials(text: string, out: Candidate[], colon = text.indexOf(":"), prescanned = false): void {
   const before = out.length;
-  if ((flags & S_COLON) !== 0) scanConnectors(text, out, ":");
-  if ((flags & S_EQ) !== 0) scanConnectors(text, out, "=");
+  if (colon >= 0) scanConnectors(text, out, ":", colon);
+  scanConnectors(text, out, "=", text.indexOf("="));
   const strong = out.length - before;
-  if (sieved && keywordCount >= 0) {
+  const count = prescanned ? (keywordCount[0] as number) : -1;
+  if (count >= 0) {
     let lastIndex = 0;
-    for (let k = 0; k < keywordCount; k++) {
-      const pos = keywordAt[k] as number;
-      if (pos < lastIndex) continue;
-      WEAK_KEYWORD_AT_RE.lastIndex = pos;
-      const m = WEAK_KEYWORD_AT_RE.exec(text);
-      if (m === null) continue;
-      lastIndex = weakKeyword(text, out, m[0], pos, strong);
+    for (let k = 0; k < count; k++) {
+      const start = keywordStart[k] as number;
+      if (start < lastIndex) continue;
+      const end = keywordEnd[k] as number;
+      lastIndex = weakKeyword(text, out, start, end, strong);
     }
     return;
   }
   WEAK_KEYWORD_RE.lastIndex = 0;
   for (let m = WEAK_KEYWORD_RE.exec(text); m !== null; m = WEAK_KEYWORD_RE.exec(text)) {
-    const next = weakKeyword(text, out, m[0], m.index, strong);
-    WEAK_KEYWORD_RE.lastIndex = next;
+    WEAK_KEYWORD_RE.lastIndex = weakKeyword(text, out, m.index, m.index + m[0].length, strong);
   }
 }
 
-/** Handles a weak keyword match `kw` at `start`; returns where the next keyword may start. */
-function weakKeyword(text: string, out: Candidate[], kw: string, start: number, strong: number): number {
-  const end = start + kw.length;
+/** Handles the weak keyword text[start, end); returns where the next keyword may start. */
+function weakKeyword(text: string, out: Candidate[], start: number, end: number, strong: number): number {
   // Whole words only: "spin", "pinot", "passed" are not keywords.
   if ((start > 0 && isWordChar(text.charCodeAt(start - 1))) || (end < text.length && isWordChar(text.charCodeAt(end)))) {
     return start + 1;
   }
   // "passe" only as in "mot de passe".
-  if (kw.length === 5 && (kw.charCodeAt(4) | 32) === 101 && !/mot de $/i.test(text.slice(Math.max(0, start - 7), start))) return end;
+  if (end - start === 5 && (text.charCodeAt(start + 4) | 32) === 101 && !/mot de $/i.test(text.slice(Math.max(0, start - 7), start))) return end;
   // Values after ":" or "=" were taken by the connector pass.
   if (strong > 0) {
     STRONG_CONNECTOR_RE.lastIndex = end;
     if (STRONG_CONNECTOR_RE.test(text)) return end;
   }
-  const valueEnd = credentialAt(text, end, keywordKind(kw), out);
+  const valueEnd = credentialAt(text, end, keywordKind(text, start, end), out);
   return valueEnd > 0 ? valueEnd : end;
 }

@@ -8,9 +8,10 @@ import { isAlnum, isAsciiLetter, isDigit, isUpperAlnum, isWordChar } from "./cha
 import { hasCurrencyContext, hasSsnContext, hasVatContext, hasVersionContext, numberContext } from "./context";
 import { ibanAt, ibanStartBefore } from "./iban";
 import { FALLBACK_COUNTRIES, validateInternational, validateNational } from "./phone";
+import { RUN_SOURCE, runCount, runEnd, runStart } from "./prescan";
 import { cardIssuerValid, ipv4Valid, luhnValid, partitaIvaValid, ssnValid } from "./validators";
 
-const RUN_RE = /\d[\d \u00a0.\-/()]{6,}/g;
+const RUN_RE = new RegExp(RUN_SOURCE, "g");
 
 /** Most groups a single identifier spans ("+33 6 12 34 56 78" has six). */
 const MAX_GROUPS_PER_ENTITY = 7;
@@ -99,26 +100,49 @@ function runHasCurrency(text: string, runStart: number, runEnd: number): boolean
   return runCurrency === 2;
 }
 
-export function scanDigitRuns(text: string, out: Candidate[], en: Enabled, country: string): void {
-  RUN_RE.lastIndex = 0;
+/**
+ * @param prescanned the runs were recorded by prescan() for this text (otherwise RUN_RE finds them).
+ */
+export function scanDigitRuns(text: string, out: Candidate[], en: Enabled, country: string, prescanned = false): void {
   let floor = 0;
+  if (prescanned) {
+    const count = runCount[0] as number;
+    for (let k = 0; k < count; k++) {
+      const start = runStart[k] as number;
+      const matchEnd = runEnd[k] as number;
+      if (matchEnd <= floor) continue;
+      // An IBAN found in an earlier run reached into this one: let the regex resume after it.
+      if (start < floor) return scanDigitRunsFrom(text, out, en, country, floor);
+      floor = scanMatch(text, start, matchEnd, out, en, country);
+    }
+    return;
+  }
+  scanDigitRunsFrom(text, out, en, country, 0);
+}
+
+function scanDigitRunsFrom(text: string, out: Candidate[], en: Enabled, country: string, from: number): void {
+  RUN_RE.lastIndex = from;
+  let floor = from;
   // test() instead of exec(): no match array; the start is found by walking back over run characters.
   while (RUN_RE.test(text)) {
     const matchEnd = RUN_RE.lastIndex;
     let i = matchEnd - 1;
     while (i > floor && isRunChar(text.charCodeAt(i - 1))) i--;
     while (!isDigit(text.charCodeAt(i))) i++;
-    // A match can hold several runs split by long gaps of separators ("123    456").
-    while (i < matchEnd) {
-      const next = scanRun(text, i, matchEnd, out, en, country);
-      if (next > RUN_RE.lastIndex) {
-        RUN_RE.lastIndex = next; // an IBAN may extend past the match
-        break;
-      }
-      i = next;
-    }
+    RUN_RE.lastIndex = scanMatch(text, i, matchEnd, out, en, country);
     floor = RUN_RE.lastIndex;
   }
+}
+
+/** Classifies the runs in the match [i, matchEnd); returns where the next match may start. */
+function scanMatch(text: string, i: number, matchEnd: number, out: Candidate[], en: Enabled, country: string): number {
+  // A match can hold several runs split by long gaps of separators ("123    456").
+  while (i < matchEnd) {
+    const next = scanRun(text, i, matchEnd, out, en, country);
+    if (next > matchEnd) return next; // an IBAN may extend past the match
+    i = next;
+  }
+  return matchEnd;
 }
 
 function isRunChar(c: number): boolean {

@@ -6,8 +6,9 @@ import { ipv6Valid } from "./validators";
 
 const IPV6_RE = /(?:[0-9A-Fa-f]{1,4})?(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}(?![0-9A-Za-z:])/y;
 
-export function scanIpv6(text: string, out: Candidate[]): void {
-  let colon = text.indexOf(":");
+/** `first`: text.indexOf(":"), when the caller already knows it. */
+export function scanIpv6(text: string, out: Candidate[], first = text.indexOf(":")): void {
+  let colon = first;
   const n = text.length;
   while (colon >= 0) {
     // Needs a second ":" within five characters ("2001:db8:", "fe80::").
