@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
+import { parleySignature } from "./client.ts";
 import { freePort, PROJECT_ROOT } from "./harness.ts";
 import { printedField as field, runStartScript } from "./start-script.ts";
 
@@ -64,6 +65,27 @@ describe("npm start", () => {
     expect(swept.cron).toBe("*/15 * * * *");
     expect(Date.parse(swept.report.now)).toBeGreaterThan(Date.now() + 24 * 2629800000);
     expect(swept.report.locked).toBe(false);
+
+    // The README's "Using the API" block, verbatim but for the port, with curl failing on any HTTP error.
+    const custom = (await (
+      await fetch(`${base}/v1/channels`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ type: "custom", name: "README" }) })
+    ).json()) as { id: string; generatedSecrets: { signingSecret: string } };
+    const event = JSON.stringify({ type: "message", id: "readme-1", from: "+393471234567", text: "Where is order 483920?" });
+    const inbound = await fetch(`${base}/webhooks/custom/${custom.id}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-parley-signature": parleySignature(custom.generatedSecrets.signingSecret, event) },
+      body: event,
+    });
+    expect(inbound.status).toBe(200);
+    const conversationId = ((await inbound.json()) as { conversationId: string }).conversationId;
+    const usage = /## Using the API[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+    expect(usage).toContain("curl");
+    const script = `set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n${usage.replaceAll("127.0.0.1:8787", `127.0.0.1:${port}`)}`;
+    const platformKey = /^PLATFORM_ADMIN_KEY=(.*)$/m.exec(vars)?.[1] ?? "";
+    const printed = execFileSync("bash", ["-c", script], { encoding: "utf8", env: { ...process.env, PLATFORM_ADMIN_KEY: platformKey, KEY: key, CONV: conversationId } });
+    expect(printed).toContain('"slug":"da-mario"');
+    expect(printed).toContain("Your order ships today.");
+    expect(printed).toContain('"status":"handoff"');
     second.stop();
     running = null;
   });
