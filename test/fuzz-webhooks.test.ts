@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { metaSignature, parleySignature, twilioSignature } from "../lib/signatures";
 import { WEBHOOK_BODY_LIMIT } from "../workers/app";
+import { deepArray, deepObject, hostileStrings, PROTO_KEYS } from "./fuzz-values";
 import { api, BASE, call, createCustomChannel, createTenant, json, type Tenant } from "./helpers";
 
 const ACCOUNT_SID = `AC${"b".repeat(32)}`;
@@ -19,37 +20,7 @@ const PHONE_NUMBER_ID = "106540352242999";
 
 // ------------------------------------------------------------------ hostile values
 
-const DEEP = 10_000;
-const deepArray = "[".repeat(DEEP) + "]".repeat(DEEP);
-const deepObject = '{"a":'.repeat(DEEP) + "1" + "}".repeat(DEEP);
-const PROTO_KEYS = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty"];
-
-const hostileString = fc.oneof(
-  fc.constantFrom(
-    "",
-    " ",
-    "\u0000",
-    "a\u0000b",
-    "\uD800",
-    "\u202Eevil",
-    "𝕏😀👩‍👩‍👧",
-    "\r\nX-Injected: 1",
-    "<Response><Say>hi</Say></Response>",
-    "<script>alert(1)</script>",
-    "' OR 1=1 --",
-    "%00",
-    "STOP",
-    "+393331234567",
-    "393331234567",
-    "whatsapp:+393331234567",
-    "mario@example.com",
-    "1e309",
-    "9".repeat(400),
-    ...PROTO_KEYS,
-  ),
-  fc.string({ unit: "binary", maxLength: 40 }),
-  fc.string({ maxLength: 10 }).map((s) => s.repeat(1000)),
-);
+const hostileString = hostileStrings(["<Response><Say>hi</Say></Response>", "STOP", "+393331234567", "393331234567", "whatsapp:+393331234567", "mario@example.com"], 1000);
 const hostileUrl = fc.constantFrom("javascript:alert(1)", "http://169.254.169.254/latest/meta-data", "file:///etc/passwd", "https://evil.example/x", "not a url", "", "https://", "https://user:pass@evil.example/");
 /** Stands for a body one byte over the webhook limit (built only when sent, so failure reports stay short). */
 const HUGE = "<huge body>";
