@@ -33,6 +33,16 @@ export const ERASED_TEXT = "[erased]";
 /** Provider attempts for one message before the pipeline hands off. */
 export const AI_MAX_ATTEMPTS = 3;
 const MAX_TASKS_PER_ALARM = 25;
+/**
+ * Least time between two alarm runs that decide AI tasks: messages arriving
+ * in a burst are decided together (one tenant-context read, one index write,
+ * one health push per run) instead of one alarm run each.
+ */
+const ALARM_COALESCE_MS = 1_000;
+/** Decided outcomes pushed to the agent-health counters per alarm run (one D1 batch). */
+const HEALTH_ROWS_PER_ALARM = 200;
+/** Keys per insert (two bound values each; D1 allows 100 per statement). */
+const HEALTH_KEYS_PER_STATEMENT = 45;
 /** Knowledge entries loaded per decision (the whole base up to this size). */
 const MAX_KNOWLEDGE_ENTRIES = 500;
 /** Delivery attempts before a message ends as `failed`. */
@@ -197,7 +207,11 @@ export function sendBackoffMs(attempts: number): number {
 
 export class Conversation extends DurableObject<Env> {
   #sql: SqlStorage;
-  #syncing: Promise<void> | null = null;
+  #syncing: Promise<boolean> | null = null;
+  #outboxDrain: Promise<void> | null = null;
+  #tasksDrain: Promise<void> | null = null;
+  /** When the latest alarm run began (memory only: after eviction the next decision runs at once). */
+  #alarmStartedAt = 0;
   #channelCache: { at: number; value: Promise<LoadedChannel | null> } | null = null;
   /** Unwrapped subject keys by id (null: destroyed). Memory only: storage snapshots never hold a usable key. */
   #keys = new Map<string, { at: number; key: CryptoKey | null }>();
@@ -234,6 +248,7 @@ export class Conversation extends DurableObject<Env> {
     const body = await this.#seal(key, `message:${input.conversationId}:${id}`, JSON.stringify({ t: input.text, m: input.media }));
     const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
     const result = this.ctx.storage.transactionSync((): IngestResult => {
+      const created = this.#getMeta("conversation_id") === null;
       this.#claimIdentity(input, sealedAddress);
       const existing = this.#sql
         .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
@@ -258,10 +273,13 @@ export class Conversation extends DurableObject<Env> {
       // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
       this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
       this.#bumpVersion();
+      // A new conversation's row and a reopened status are what D1 readers rely on right after the ack;
+      // activity and message count follow from the alarm (one index write per run, not per message).
+      if (created || status === "closed") this.#indexUrgent();
       return { duplicate: false, seq, messageId: id };
     });
-    await this.#syncIndexSafely();
     if (!result.duplicate) await this.#scheduleAlarm();
+    await this.#syncIndexIfUrgent();
     return result;
   }
 
@@ -331,6 +349,7 @@ export class Conversation extends DurableObject<Env> {
       this.#setMeta("status", status);
       this.#setMeta("last_activity_at", String(Date.now()));
       this.#bumpVersion();
+      this.#indexUrgent();
       return true;
     });
     if (changed === null) return null;
@@ -366,7 +385,7 @@ export class Conversation extends DurableObject<Env> {
     this.#migrate();
     this.ctx.storage.transactionSync(() => {
       for (const [key, value] of Object.entries(snapshot.meta)) {
-        if (key === "schema_version" || key === "index_version") continue;
+        if (key === "schema_version" || key === "index_version" || key === "index_floor") continue;
         this.#setMeta(key, value);
       }
       for (const m of snapshot.messages) {
@@ -455,12 +474,19 @@ export class Conversation extends DurableObject<Env> {
     return { applied };
   }
 
-  /** Alarm: sync the D1 index if behind, then deliver due outbound messages in sequence order. */
+  /**
+   * Alarm: deliver due outbound messages in sequence order, decide pending AI
+   * tasks, then push the D1 index (once per run: every change the run and the
+   * messages acknowledged meanwhile made) and the agent-health counters.
+   */
   override async alarm(): Promise<void> {
-    await this.#syncIndexSafely();
-    await this.#drainOutbox();
-    await this.#drainTasks();
-    await this.#reportHealth();
+    this.#alarmStartedAt = Date.now();
+    try {
+      await this.#drainOutbox();
+      await this.#drainTasks();
+    } finally {
+      await this.#pushRunResults();
+    }
     await this.#scheduleAlarm();
   }
 
@@ -880,19 +906,39 @@ export class Conversation extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- D1 index
 
-  /** Pushes the conversation's index row to D1; a failure leaves the alarm to retry. */
-  async #syncIndexSafely(): Promise<void> {
+  /**
+   * Pushes the conversation's index row to D1 (up to at least `target`, the
+   * current version by default); a failure leaves the alarm to retry.
+   */
+  async #syncIndexSafely(target = Number(this.#getMeta("version") ?? 0)): Promise<void> {
     try {
-      await this.#syncIndex();
+      await this.#syncIndex(target);
     } catch (err) {
       console.error("conversation index sync failed; will retry", err instanceof Error ? err.message : String(err));
       await this.#scheduleAlarm(Date.now() + INDEX_RETRY_MS);
     }
   }
 
-  async #syncIndex(): Promise<void> {
-    // Many concurrent callers share one in-flight push; the loop covers versions written meanwhile.
-    while (Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0)) {
+  /**
+   * Marks the version just written (call inside the storage step, after
+   * #bumpVersion) as one D1 readers rely on right away — the row's existence,
+   * its status, the special-category flag: it is pushed before the caller is
+   * answered. Other changes (activity, message count) reach D1 from the alarm.
+   */
+  #indexUrgent(): void {
+    this.#setMeta("index_floor", this.#getMeta("version") ?? "0");
+  }
+
+  /** Pushes the index now when the row was never written or an urgent change is not in D1 yet. */
+  async #syncIndexIfUrgent(): Promise<void> {
+    const synced = Number(this.#getMeta("index_version") ?? 0);
+    const floor = Math.max(1, Number(this.#getMeta("index_floor") ?? 0));
+    if (synced < floor && this.#getMeta("conversation_id") !== null) await this.#syncIndexSafely(floor);
+  }
+
+  async #syncIndex(target: number): Promise<void> {
+    // Concurrent callers share one in-flight push; a push started before `target` was written is followed by another.
+    while (Number(this.#getMeta("index_version") ?? 0) < target) {
       if (this.#syncing) {
         await this.#syncing;
         continue;
@@ -900,15 +946,25 @@ export class Conversation extends DurableObject<Env> {
       this.#syncing = this.#pushIndex().finally(() => {
         this.#syncing = null;
       });
-      await this.#syncing;
+      if (!(await this.#syncing)) return;
     }
   }
 
-  async #pushIndex(): Promise<void> {
+  /** Writes the current state to the index row (never over a newer version); false when there is no conversation. */
+  async #pushIndex(): Promise<boolean> {
+    const push = this.#indexStatement();
+    if (!push) return false;
+    await push.statement.run();
+    this.#indexPushed(push.version);
+    return true;
+  }
+
+  /** The upsert of the current state into the index row, and the version it carries (null: no conversation). */
+  #indexStatement(): { statement: D1PreparedStatement; version: number } | null {
     const view = this.#conversationState();
-    if (!view) return;
+    if (!view) return null;
     const version = Number(this.#getMeta("version") ?? 0);
-    await this.env.DB.prepare(
+    const statement = this.env.DB.prepare(
       `INSERT INTO conversations (id, tenant_id, channel_id, subject_hash, status, created_at, last_activity_at, message_count, version, special_category)
        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
        ON CONFLICT(id) DO UPDATE SET
@@ -918,21 +974,54 @@ export class Conversation extends DurableObject<Env> {
          version = excluded.version,
          special_category = excluded.special_category
        WHERE excluded.version > conversations.version`,
-    )
-      .bind(
-        view.id,
-        view.tenantId,
-        view.channelId,
-        this.#getMeta("subject_hash") ?? "",
-        view.status,
-        Date.parse(view.createdAt),
-        Date.parse(view.lastActivityAt),
-        view.messageCount,
-        version,
-        view.specialCategory ? 1 : 0,
-      )
-      .run();
+    ).bind(
+      view.id,
+      view.tenantId,
+      view.channelId,
+      this.#getMeta("subject_hash") ?? "",
+      view.status,
+      Date.parse(view.createdAt),
+      Date.parse(view.lastActivityAt),
+      view.messageCount,
+      version,
+      view.specialCategory ? 1 : 0,
+    );
+    return { statement, version };
+  }
+
+  #indexPushed(version: number): void {
     if (version > Number(this.#getMeta("index_version") ?? 0)) this.#setMeta("index_version", String(version));
+  }
+
+  /**
+   * End of an alarm run: the index row (when behind) and the agent-health
+   * counters in one D1 batch. A failure leaves both for the next run.
+   */
+  async #pushRunResults(): Promise<void> {
+    if (this.#syncing) await this.#syncing.catch(() => false);
+    const health = this.#healthStatements();
+    const behind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
+    const index = behind ? this.#indexStatement() : null;
+    if (!index && !health) return;
+    const statements = [...(index ? [index.statement] : []), ...(health?.statements ?? [])];
+    const push = this.env.DB.batch(statements).then(() => {
+      if (index) this.#indexPushed(index.version);
+      if (health) this.#sql.exec("UPDATE tasks SET reported = 1 WHERE message_seq IN (SELECT value FROM json_each(?))", JSON.stringify(health.seqs));
+      return true;
+    });
+    // Urgent pushes meanwhile wait for this one (it may carry their version).
+    if (index) {
+      const shared = push.finally(() => {
+        this.#syncing = null;
+      });
+      shared.catch(() => undefined); // awaited (and reported) below
+      this.#syncing = shared;
+    }
+    try {
+      await push;
+    } catch (err) {
+      console.error("index / agent-health push failed; will retry", err instanceof Error ? err.message : String(err));
+    }
   }
 
   // ---------------------------------------------------------------- encryption at rest
@@ -995,17 +1084,50 @@ export class Conversation extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- AI pipeline
 
-  /** Decides pending messages strictly one at a time, in sequence order: provider calls never overlap. */
-  async #drainTasks(): Promise<void> {
+  /**
+   * Decides pending messages strictly one at a time, in sequence order:
+   * provider calls never overlap. The tenant's context and the subject's
+   * restrictions are read from D1 once per run and reused for the tasks whose
+   * message was stored before that read began (a message that arrived later
+   * triggers a fresh read, so a decision never uses settings older than its message).
+   */
+  #drainTasks(): Promise<void> {
+    // Never two drains at once (an alarm retried while one still runs): provider calls stay strictly serial.
+    this.#tasksDrain ??= this.#drainTasksOnce().finally(() => {
+      this.#tasksDrain = null;
+    });
+    return this.#tasksDrain;
+  }
+
+  async #drainTasksOnce(): Promise<void> {
+    const run: TaskRun = { context: null, consent: null };
     for (let i = 0; i < MAX_TASKS_PER_ALARM; i++) {
       const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
       if (!head || Number(head.next_attempt_at) > Date.now()) return;
-      await this.#runTask(Number(head.message_seq));
+      await this.#runTask(Number(head.message_seq), run);
       await this.#drainOutbox();
     }
   }
 
-  async #runTask(seq: number): Promise<void> {
+  /** The tenant context for a message stored at `storedAt`, from this run's read when that read began after it. */
+  async #taskContext(run: TaskRun, tenantId: string, storedAt: number): Promise<TenantContext> {
+    if (run.context && run.context.readFrom > storedAt) return run.context.value;
+    const readFrom = Date.now();
+    const value = await this.#loadTenantContext(tenantId);
+    run.context = { readFrom, value };
+    return value;
+  }
+
+  /** The subject's restriction and minor status, read like #taskContext. */
+  async #taskConsent(run: TaskRun, tenantId: string, subjectHash: string, storedAt: number): Promise<{ restricted: boolean; minor: boolean }> {
+    if (run.consent && run.consent.readFrom > storedAt) return run.consent.value;
+    const readFrom = Date.now();
+    const [restricted, minor] = await Promise.all([isRestricted(this.env, tenantId, subjectHash), isMinorWithoutAuthorization(this.env, tenantId, subjectHash)]);
+    run.consent = { readFrom, value: { restricted, minor } };
+    return run.consent.value;
+  }
+
+  async #runTask(seq: number, run: TaskRun): Promise<void> {
     const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).toArray()[0];
     const task = this.#sql.exec("SELECT attempts FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
     if (!row || !task) {
@@ -1014,9 +1136,10 @@ export class Conversation extends DurableObject<Env> {
     }
     const tenantId = this.#getMeta("tenant_id") ?? "";
     const attempts = Number(task.attempts);
+    const storedAt = Number(row.created_at);
     let context: TenantContext;
     try {
-      context = await this.#loadTenantContext(tenantId);
+      context = await this.#taskContext(run, tenantId, storedAt);
     } catch (err) {
       this.#retryTask(seq, attempts, err instanceof Error ? err.message : "control plane unavailable", false);
       return;
@@ -1045,22 +1168,30 @@ export class Conversation extends DurableObject<Env> {
         return;
       }
     }
-    let restricted: boolean;
-    let minor: boolean;
-    try {
-      [restricted, minor] = await Promise.all([isRestricted(this.env, tenantId, subjectHash), isMinorWithoutAuthorization(this.env, tenantId, subjectHash)]);
-    } catch (err) {
-      this.#retryTask(seq, attempts, err instanceof Error ? err.message : "consent store unavailable", false);
-      return;
+    // Restrictions and age only matter to a reply: with replies off (or the plan canceled) the decision is already known.
+    let restricted = false;
+    let minor = false;
+    if (settings.ai.replies && context.planStatus !== "canceled") {
+      try {
+        ({ restricted, minor } = await this.#taskConsent(run, tenantId, subjectHash, storedAt));
+      } catch (err) {
+        this.#retryTask(seq, attempts, err instanceof Error ? err.message : "consent store unavailable", false);
+        return;
+      }
     }
     const special = detectSpecialCategories(text);
-    this.ctx.storage.transactionSync(() => {
+    const flagged = this.ctx.storage.transactionSync(() => {
       if (settings.ai.intent && row.intent === null) this.#sql.exec("UPDATE messages SET intent = ? WHERE seq = ?", classifyIntent(text), seq);
       if (special.length > 0 && this.#getMeta("special_category") !== "1") {
         this.#setMeta("special_category", "1");
         this.#bumpVersion();
+        this.#indexUrgent();
+        return true;
       }
+      return false;
     });
+    // The flag gates viewers' access (read from D1): it reaches the index before anything else happens.
+    if (flagged) await this.#syncIndexIfUrgent();
     const early = preModelDecision({
       settings,
       planStatus: context.planStatus,
@@ -1126,18 +1257,22 @@ export class Conversation extends DurableObject<Env> {
         this.#queueOutbound(reply, "ai", null, now);
         sends = true;
       }
+      let handoff = false;
       if (decision.outcome === "handoff" && this.#getMeta("status") !== "handoff") {
         this.#setMeta("status", "handoff");
+        handoff = true;
         if (notice) {
           this.#queueOutbound(notice, "system", null, now);
           sends = true;
         }
       }
       this.#bumpVersion();
+      if (handoff) this.#indexUrgent();
       return sends;
     });
     if (queued) await this.#scheduleAlarm();
-    await this.#syncIndexSafely();
+    // A status change is pushed now; activity and counts go with the alarm run's single index push.
+    await this.#syncIndexIfUrgent();
   }
 
   /** A keyword message: its confirmation is queued and the task closed without an AI decision (nothing is counted). */
@@ -1154,7 +1289,6 @@ export class Conversation extends DurableObject<Env> {
       this.#bumpVersion();
     });
     await this.#scheduleAlarm();
-    await this.#syncIndexSafely();
   }
 
   /** Appends an outbound message and its outbox entry (call inside a storage transaction). */
@@ -1177,29 +1311,45 @@ export class Conversation extends DurableObject<Env> {
     return seq;
   }
 
-  /** Pushes decided outcomes to the agent-health counters; a random key per decision makes the push idempotent. */
-  async #reportHealth(): Promise<void> {
+  /**
+   * Statements pushing decided outcomes to the agent-health counters (one
+   * batch per alarm run). A random key per decision makes the push idempotent:
+   * a key counts only when its insert is new (an alarm retried after a lost
+   * answer counts nothing twice).
+   */
+  #healthStatements(): { statements: D1PreparedStatement[]; seqs: number[] } | null {
     const tenantId = this.#getMeta("tenant_id");
-    if (!tenantId) return;
+    if (!tenantId) return null;
     const rows = this.#sql
-      .exec("SELECT message_seq, outcome, reason, health_key, decided_at FROM tasks WHERE state = 'done' AND reported = 0 ORDER BY message_seq LIMIT 50")
+      .exec("SELECT message_seq, outcome, reason, health_key, decided_at FROM tasks WHERE state = 'done' AND reported = 0 ORDER BY message_seq LIMIT ?", HEALTH_ROWS_PER_ALARM)
       .toArray();
+    if (rows.length === 0) return null;
+    const groups = new Map<string, { day: string; outcome: string; reason: string; keys: string[] }>();
     for (const row of rows) {
       const day = new Date(Number(row.decided_at)).toISOString().slice(0, 10);
-      try {
-        await this.env.DB.batch([
-          this.env.DB.prepare("INSERT INTO agent_health_keys (key, created_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING").bind(String(row.health_key), Date.now()),
-          this.env.DB.prepare(
-            `INSERT INTO agent_health (tenant_id, day, outcome, reason, count) SELECT ?, ?, ?, ?, 1 WHERE changes() = 1
-             ON CONFLICT(tenant_id, day, outcome, reason) DO UPDATE SET count = count + 1`,
-          ).bind(tenantId, day, String(row.outcome), String(row.reason)),
-        ]);
-      } catch (err) {
-        console.error("agent-health push failed; will retry", err instanceof Error ? err.message : String(err));
-        return;
-      }
-      this.#sql.exec("UPDATE tasks SET reported = 1 WHERE message_seq = ?", Number(row.message_seq));
+      const id = `${day}\u0000${String(row.outcome)}\u0000${String(row.reason)}`;
+      const group = groups.get(id) ?? { day, outcome: String(row.outcome), reason: String(row.reason), keys: [] };
+      group.keys.push(String(row.health_key));
+      groups.set(id, group);
     }
+    const now = Date.now();
+    const statements: D1PreparedStatement[] = [];
+    for (const group of groups.values()) {
+      for (let i = 0; i < group.keys.length; i += HEALTH_KEYS_PER_STATEMENT) {
+        const keys = group.keys.slice(i, i + HEALTH_KEYS_PER_STATEMENT);
+        statements.push(
+          this.env.DB.prepare(`INSERT INTO agent_health_keys (key, created_at) VALUES ${keys.map(() => "(?, ?)").join(", ")} ON CONFLICT(key) DO NOTHING`).bind(
+            ...keys.flatMap((k) => [k, now]),
+          ),
+          // changes(): how many of those keys were new — only they are counted.
+          this.env.DB.prepare(
+            `INSERT INTO agent_health (tenant_id, day, outcome, reason, count) SELECT ?, ?, ?, ?, changes() WHERE changes() > 0
+             ON CONFLICT(tenant_id, day, outcome, reason) DO UPDATE SET count = count + excluded.count`,
+          ).bind(tenantId, group.day, group.outcome, group.reason),
+        );
+      }
+    }
+    return { statements, seqs: rows.map((r) => Number(r.message_seq)) };
   }
 
   async #loadTenantContext(tenantId: string): Promise<TenantContext> {
@@ -1277,7 +1427,10 @@ export class Conversation extends DurableObject<Env> {
 
   async #scheduleAlarm(at?: number): Promise<void> {
     const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
-    const task = this.#sql.exec("SELECT next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
+    const pending = this.#sql.exec("SELECT next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
+    // AI decisions coalesce under load: at most one run per ALARM_COALESCE_MS decides what arrived meanwhile
+    // (an idle object decides at once). Deliveries keep their own times.
+    const task = pending ? { next_attempt_at: Math.max(Number(pending.next_attempt_at), this.#alarmStartedAt + ALARM_COALESCE_MS) } : undefined;
     const unreported = this.#sql.exec("SELECT 1 FROM tasks WHERE state = 'done' AND reported = 0 LIMIT 1").toArray()[0];
     const indexBehind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
     const retryLater = indexBehind || unreported ? Date.now() + INDEX_RETRY_MS : undefined;
@@ -1290,8 +1443,19 @@ export class Conversation extends DurableObject<Env> {
     if (current === null || current > next) await this.ctx.storage.setAlarm(next);
   }
 
-  /** Delivers due messages strictly in sequence order, so the user never sees replies out of order. */
-  async #drainOutbox(): Promise<void> {
+  /**
+   * Delivers due messages strictly in sequence order, so the user never sees
+   * replies out of order. One drain at a time: a caller arriving while one runs
+   * waits for it (it picks up whatever became due meanwhile) instead of racing it.
+   */
+  #drainOutbox(): Promise<void> {
+    this.#outboxDrain ??= this.#drainOutboxOnce().finally(() => {
+      this.#outboxDrain = null;
+    });
+    return this.#outboxDrain;
+  }
+
+  async #drainOutboxOnce(): Promise<void> {
     for (let i = 0; i < MAX_SENDS_PER_ALARM; i++) {
       const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
       if (!head || Number(head.next_attempt_at) > Date.now()) return;
@@ -1452,6 +1616,12 @@ const sealedBodySchema = z.object({
   t: z.string(),
   m: z.array(z.object({ url: z.string().optional(), providerMediaId: z.string().optional(), contentType: z.string().optional(), filename: z.string().optional() })),
 });
+
+/** What one alarm run read from D1 for its tasks, and when each read began. */
+interface TaskRun {
+  context: { readFrom: number; value: TenantContext } | null;
+  consent: { readFrom: number; value: { restricted: boolean; minor: boolean } } | null;
+}
 
 interface TenantContext {
   settings: Settings;

@@ -54,8 +54,14 @@ describe("ordering and dedupe inside the conversation object", () => {
     expect(all.map((m) => m.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
     const index = (await json(await api("GET", `/v1/conversations/${first.conversationId}`, ownerKey))) as { messageCount: number };
     expect(index.messageCount).toBe(200);
-    const row = await env.DB.prepare("SELECT message_count FROM conversations WHERE id = ?").bind(first.conversationId).first<{ message_count: number }>();
-    expect(row?.message_count).toBe(200);
+    // The D1 row exists from the first ack; its count follows from the object's alarm (one index write per run).
+    await vi.waitFor(
+      async () => {
+        const row = await env.DB.prepare("SELECT message_count FROM conversations WHERE id = ?").bind(first.conversationId).first<{ message_count: number }>();
+        expect(row?.message_count).toBe(200);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
   });
 
   it("the same provider message id delivered concurrently is stored once", async () => {

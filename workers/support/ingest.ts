@@ -27,15 +27,26 @@ export async function loadWebhookChannel(env: Env, channelId: string, types: rea
     .bind(channelId)
     .first<{ id: string; tenant_id: string; type: ChannelType; config: string; secrets: string; hash_key: string }>();
   if (!row || !types.includes(row.type)) throw new ApiError(404, "not_found", "channel not found");
-  return {
-    id: row.id,
-    tenantId: row.tenant_id,
-    type: row.type,
-    config: storedConfigSchema.parse(JSON.parse(row.config)),
-    secrets: await openChannelSecrets(env, row.id, row.secrets),
-    hashKey: await tenantHashKey(env, row.tenant_id, row.hash_key),
-  };
+  // The row is read every time (a deactivated channel or a rotated secret counts at once); what is
+  // derived from its exact stored values — parsed config, decrypted secrets — is kept per isolate.
+  const cacheKey = `${row.id}\u0000${row.config}\u0000${row.secrets}`;
+  let opened = openedChannels.get(cacheKey);
+  if (!opened) {
+    if (openedChannels.size >= OPENED_CHANNELS_MAX) openedChannels.clear();
+    opened = (async () => ({ config: storedConfigSchema.parse(JSON.parse(row.config)), secrets: await openChannelSecrets(env, row.id, row.secrets) }))();
+    const pending = opened;
+    pending.catch(() => {
+      if (openedChannels.get(cacheKey) === pending) openedChannels.delete(cacheKey);
+    });
+    openedChannels.set(cacheKey, pending);
+  }
+  const [{ config, secrets }, hashKey] = await Promise.all([opened, tenantHashKey(env, row.tenant_id, row.hash_key)]);
+  return { id: row.id, tenantId: row.tenant_id, type: row.type, config, secrets, hashKey };
 }
+
+/** Channels' parsed config and decrypted secrets by (id, stored config, sealed secrets), per isolate. */
+const openedChannels = new Map<string, Promise<{ config: StoredConfig; secrets: StoredSecrets }>>();
+const OPENED_CHANNELS_MAX = 512;
 
 /** Refuses a webhook: 401, and the only trace is a security-log line. */
 export async function rejectSignature(env: Env, channel: WebhookChannel, kind: string, reason: string): Promise<never> {
