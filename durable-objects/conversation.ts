@@ -195,6 +195,9 @@ const chatFrameSchema = z.object({
 
 /** Largest WebSocket frame a visitor may send. */
 const MAX_FRAME_BYTES = 16 * 1024;
+/** Visitor frames one conversation accepts per window (all its sockets together); more get a `rate_limited` error frame. */
+export const VISITOR_FRAMES_PER_WINDOW = 30;
+const VISITOR_FRAME_WINDOW_MS = 10_000;
 const HISTORY_ON_CONNECT = 50;
 
 const STATUS_RANK: Record<MessageStatus, number> = { received: 0, queued: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
@@ -220,6 +223,8 @@ export class Conversation extends DurableObject<Env> {
   #staffFlush: Promise<void> | null = null;
   /** Last conversation status told to visitors' sockets (lost on hibernation: a repeat frame is harmless). */
   #visitorStatus: string | null = null;
+  /** Fixed-window count of visitor frames (memory only: a hibernated object starts a fresh window). */
+  #visitorWindow = { start: 0, frames: 0 };
   #staffAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -539,6 +544,13 @@ export class Conversation extends DurableObject<Env> {
     const identity = webChatIdentitySchema.safeParse(ws.deserializeAttachment());
     if (!identity.success) {
       ws.close(1008, "no identity");
+      return;
+    }
+    const now = Date.now();
+    if (now - this.#visitorWindow.start >= VISITOR_FRAME_WINDOW_MS) this.#visitorWindow = { start: now, frames: 0 };
+    if (++this.#visitorWindow.frames > VISITOR_FRAMES_PER_WINDOW) {
+      const retryAfter = Math.ceil((this.#visitorWindow.start + VISITOR_FRAME_WINDOW_MS - now) / 1000);
+      ws.send(JSON.stringify({ type: "error", code: "rate_limited", message: `too many messages; retry after ${retryAfter} s`, retryAfter }));
       return;
     }
     const size = typeof data === "string" ? data.length : data.byteLength;

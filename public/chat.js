@@ -113,11 +113,10 @@ function connect() {
       frame.messages.forEach(render);
     } else if (frame.type === "status") {
       if (frame.status === "handoff") noteHandoff();
-    }
-    else if (frame.type === "ack") {
+    } else if (frame.type === "ack") {
       pending.delete(frame.clientId);
       render(frame.message);
-    else if (frame.type === "message") render(frame.message);
+    } else if (frame.type === "message") render(frame.message);
     else if (frame.type === "error") statusEl.textContent = t("notSent", { reason: frame.message });
   });
   socket.addEventListener("close", () => {

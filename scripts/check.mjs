@@ -38,6 +38,9 @@ const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
 const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
 run("tsc (workers, durable objects, lib, in-workerd tests)", process.execPath, [tsc, "--noEmit", "-p", "tsconfig.json"]);
 run("tsc (node: e2e tests, benches, scripts)", process.execPath, [tsc, "--noEmit", "-p", "tsconfig.node.json"]);
+// The pages' scripts are served as written (no build step): at least they must parse.
+const pageScripts = files(join(root, "public")).filter((path) => path.endsWith(".js"));
+for (const script of pageScripts) run(`syntax of ${script.slice(root.length)}`, process.execPath, ["--check", script]);
 // `wrangler types --check` ignores --env-file (so it misses the secrets), hence: regenerate and compare.
 const typesDir = mkdtempSync(join(tmpdir(), "parley-types-"));
 try {

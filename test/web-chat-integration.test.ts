@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { VISITOR_FRAMES_PER_WINDOW } from "../durable-objects/conversation";
 import { api, BASE, call, createTenant, json } from "./helpers";
 
 interface Frame {
@@ -77,6 +78,24 @@ describe("web chat over WebSocket", () => {
     expect((history.messages as unknown[]).length).toBe(2);
     a.ws?.close(1000, "bye");
     b.ws?.close(1000, "bye");
+  });
+
+  it("limits a flood of visitor frames per conversation: the excess gets rate_limited and is not stored", async () => {
+    const { ownerKey } = await createTenant();
+    const channel = await webChannel(ownerKey);
+    const a = await connect(channel.id, "visitor-session-flood-0000001");
+    expect(await a.next()).toMatchObject({ type: "history" });
+    for (let i = 0; i < VISITOR_FRAMES_PER_WINDOW + 5; i++) a.ws?.send(JSON.stringify({ type: "message", id: `flood-${String(i).padStart(4, "0")}`, text: `message ${i}` }));
+    const frames: Frame[] = [];
+    for (let i = 0; i < VISITOR_FRAMES_PER_WINDOW + 5; i++) frames.push(await a.next());
+    expect(frames.filter((f) => f.type === "ack")).toHaveLength(VISITOR_FRAMES_PER_WINDOW);
+    const limited = frames.filter((f) => f.type === "error");
+    expect(limited).toHaveLength(5);
+    expect(limited[0]).toMatchObject({ code: "rate_limited" });
+    const list = (await json(await api("GET", "/v1/conversations", ownerKey))) as { data: { id: string }[] };
+    const messages = (await json(await api("GET", `/v1/conversations/${list.data[0]?.id}/messages?limit=100`, ownerKey))) as { data: unknown[] };
+    expect(messages.data).toHaveLength(VISITOR_FRAMES_PER_WINDOW);
+    a.ws?.close(1000, "bye");
   });
 
   it("tells the visitor at once when the conversation is handed to a person, and on reconnect", async () => {
