@@ -72,7 +72,9 @@ async function storeSnapshot(): Promise<Record<string, number>> {
     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' AND name NOT IN ('security_log', 'audit_log', 'audit_chain', 'sweep_state', 'agent_health', 'agent_health_keys')",
   ).all<{ name: string }>();
   const select = results.map((r) => `(SELECT COUNT(*) FROM "${r.name}") AS "${r.name}"`).join(", ");
-  const row = await env.DB.prepare(`SELECT ${select}, (SELECT COALESCE(SUM(message_count), 0) FROM conversations) AS indexed_messages`).first<Record<string, number>>();
+  // Row counts, not the index's message counts: those follow accepted messages from the objects' alarms,
+  // so they may catch up while a refused request is answered. The seeded conversation's messages are read from its object.
+  const row = await env.DB.prepare(`SELECT ${select}`).first<Record<string, number>>();
   const seeded = await api("GET", `/v1/conversations/${fx.seedConversation}/messages?limit=100`, fx.tenant.ownerKey);
   const messages = seeded.status === 200 ? ((await seeded.json()) as { data: unknown[] }).data.length : -1;
   return { ...row, seed_messages: messages };
@@ -429,8 +431,16 @@ describe("webhook fuzzing", () => {
     );
     expect(closed).toBeNull();
     // The socket still works, and only acknowledged frames were stored.
-    ws.send(JSON.stringify({ type: "message", id: "fuzz-final-0001", text: "still here" }));
-    expect(await next()).toMatchObject({ type: "ack", duplicate: false });
+    const final = JSON.stringify({ type: "message", id: "fuzz-final-0001", text: "still here" });
+    ws.send(final);
+    let answer = await next();
+    if (answer.type === "error" && answer.code === "rate_limited") {
+      // 60 frames in a few seconds exceed the per-conversation frame limit: wait out the window, as a client must.
+      await new Promise((resolve) => setTimeout(resolve, Number(answer.retryAfter ?? 10) * 1000 + 100));
+      ws.send(final);
+      answer = await next();
+    }
+    expect(answer).toMatchObject({ type: "ack", duplicate: false });
     const page = (await json(await api("GET", `/v1/conversations/${conversationId}/messages?limit=100`, fx.tenant.ownerKey))) as { data: unknown[] };
     expect(page.data).toHaveLength(stored + 1);
     expect(await conversations()).toBeLessThanOrEqual(before + 1);
