@@ -128,6 +128,13 @@ async function knowledge(body) {
 
 // ---------------------------------------------------------------- channels
 
+/** Provider secrets a person pastes in when rotating (custom channels generate theirs). */
+const ROTATE_PROMPT = {
+  twilio_sms: { field: "authToken", what: "auth token", label: "New Twilio auth token (from the Twilio console):" },
+  twilio_whatsapp: { field: "authToken", what: "auth token", label: "New Twilio auth token (from the Twilio console):" },
+  whatsapp_cloud: { field: "accessToken", what: "access token", label: "New WhatsApp Cloud API access token:" },
+};
+
 async function channels(body) {
   const list = await api("GET", "/v1/channels");
   const write = can("channels:write");
@@ -155,7 +162,9 @@ async function channels(body) {
             { class: "actions" },
             c.type === "custom"
               ? el("button", { type: "button", onclick: async () => { const out = await act(status, () => api("POST", `/v1/channels/${c.id}/rotate-secret`), `Rotated the signing secret of ${c.name}; the previous one works for 24 hours.`); if (out) showSecrets(`New signing secret of ${c.name}`, out.generatedSecrets); } }, `Rotate secret of ${c.name}`)
-              : null,
+              : ROTATE_PROMPT[c.type]
+                ? el("button", { type: "button", onclick: async () => { const value = prompt(ROTATE_PROMPT[c.type].label); if (!value) return; await act(status, () => api("POST", `/v1/channels/${c.id}/rotate-secret`, { [ROTATE_PROMPT[c.type].field]: value.trim() }), `Stored the new ${ROTATE_PROMPT[c.type].what} of ${c.name}.`); channels(body); } }, `Rotate secret of ${c.name}`)
+                : null,
             el("button", { type: "button", class: "danger", onclick: async () => { if (!confirm(`Disconnect ${c.name}? Its webhooks will answer 404.`)) return; if (await act(status, () => api("DELETE", `/v1/channels/${c.id}`), `Deleted ${c.name}.`)) channels(body); } }, `Delete ${c.name}`),
           )
         : null,
@@ -163,18 +172,47 @@ async function channels(body) {
   );
   const children = [tableWrap(null, ["Name", "Type", "Webhook URL", "Secrets", ...(write ? ["Actions"] : [])], rows.length ? rows : [el("tr", {}, el("td", { colspan: "5", class: "empty" }, "No channels."))]), secrets, status];
   if (write) {
-    const name = input({ required: true, maxlength: "100" });
-    const type = select([["custom", "Custom signed webhook"], ["web_chat", "Web chat"]], "custom");
+    const name = input({ id: "channel-name", required: true, maxlength: "100" });
+    const type = select(
+      [["custom", "Custom signed webhook"], ["web_chat", "Web chat"], ["twilio_sms", "Twilio SMS"], ["twilio_whatsapp", "WhatsApp via Twilio"], ["whatsapp_cloud", "WhatsApp Cloud API"]],
+      "custom",
+      { id: "channel-type" },
+    );
     const extra = input({ type: "url", maxlength: "2048", placeholder: "https://…" });
+    const accountSid = input({ id: "twilio-account-sid", pattern: "AC[0-9a-fA-F]{32}", placeholder: "AC…" });
+    const from = input({ id: "twilio-from", pattern: "\\+[1-9][0-9]{6,14}", placeholder: "+15005550006" });
+    const authToken = input({ id: "twilio-auth-token", type: "password" });
+    const phoneNumberId = input({ id: "wa-phone-number-id", pattern: "[0-9]{5,32}" });
+    const appSecret = input({ id: "wa-app-secret", type: "password" });
+    const accessToken = input({ id: "wa-access-token", type: "password" });
+    const groups = {
+      plain: el("div", { class: "stack" }, field("Callback URL (custom) or allowed origin (web chat)", extra, "Optional.")),
+      twilio: el("div", { class: "stack", hidden: true }, field("Account SID", accountSid), field("From number (E.164)", from), field("Auth token", authToken, "Kept encrypted; never shown again.")),
+      whatsapp: el("div", { class: "stack", hidden: true }, field("Phone number id", phoneNumberId), field("App secret", appSecret, "Verifies X-Hub-Signature-256."), field("Access token", accessToken, "Kept encrypted; never shown again.")),
+    };
+    const groupOf = (t) => (t.startsWith("twilio") ? "twilio" : t === "whatsapp_cloud" ? "whatsapp" : "plain");
+    const showGroup = () => {
+      for (const [key, node] of Object.entries(groups)) {
+        const on = key === groupOf(type.value);
+        node.hidden = !on;
+        for (const control of node.querySelectorAll("input")) control.required = on && key !== "plain";
+      }
+    };
+    type.addEventListener("change", showGroup);
+    const channelBody = () => {
+      const t = type.value;
+      if (t === "twilio_sms" || t === "twilio_whatsapp") return { type: t, name: name.value.trim(), config: { accountSid: accountSid.value.trim(), from: from.value.trim() }, secrets: { authToken: authToken.value } };
+      if (t === "whatsapp_cloud") return { type: t, name: name.value.trim(), config: { phoneNumberId: phoneNumberId.value.trim() }, secrets: { appSecret: appSecret.value, accessToken: accessToken.value } };
+      const value = extra.value.trim();
+      return { type: t, name: name.value.trim(), config: t === "custom" ? (value ? { callbackUrl: value } : {}) : { allowedOrigins: value ? [value] : [] } };
+    };
     const form = el(
       "form",
       {
         class: "inline",
         onsubmit: async (event) => {
           event.preventDefault();
-          const value = extra.value.trim();
-          const config = type.value === "custom" ? (value ? { callbackUrl: value } : {}) : { allowedOrigins: value ? [value] : [] };
-          const out = await act(status, () => api("POST", "/v1/channels", { type: type.value, name: name.value.trim(), config }), (c) => `Created ${c.name}: ${c.webhookUrl}`);
+          const out = await act(status, () => api("POST", "/v1/channels", channelBody()), (c) => `Created ${c.name}: ${c.webhookUrl}`);
           if (out) {
             await channels(body);
             say(document.getElementById("channels-status"), `Created ${out.name}: webhook URL ${out.webhookUrl}`);
@@ -188,7 +226,9 @@ async function channels(body) {
       el("h3", {}, "Connect a channel"),
       field("Name", name),
       field("Type", type),
-      field("Callback URL (custom) or allowed origin (web chat)", extra, "Optional. Twilio and WhatsApp channels need provider credentials: create them with POST /v1/channels."),
+      groups.plain,
+      groups.twilio,
+      groups.whatsapp,
       el("button", { type: "submit" }, "Create channel"),
     );
     children.push(form);

@@ -193,6 +193,24 @@ describe("admin page in Chromium", () => {
       await page.screenshot({ path: join(artifacts, `admin-${view}-desktop.png`), fullPage: true });
     }
     await expect.poll(() => page.locator("#chain-status").textContent(), { timeout: 10_000 }).toMatch(/intact/);
+    // Channels: a Twilio SMS channel with its provider credentials, then its auth token rotated.
+    await openSection(page, "channels");
+    await page.selectOption("#channel-type", "twilio_sms");
+    await page.fill("#channel-name", "Front desk SMS");
+    await page.fill("#twilio-account-sid", `AC${"c".repeat(32)}`);
+    await page.fill("#twilio-from", "+15005550006");
+    await page.fill("#twilio-auth-token", "twilio-auth-token-from-console-01");
+    await page.click("text=Create channel");
+    await expect.poll(() => page.locator("#channels-status").textContent(), { timeout: 10_000 }).toMatch(/Created Front desk SMS/);
+    const channelList = await readJson<{ data: { id: string; name: string; type: string; secretHints: Record<string, string> }[] }>(await api.request("GET", "/v1/channels", { key: tenant.ownerKey }));
+    const sms = channelList.data.find((c) => c.name === "Front desk SMS");
+    expect(sms?.type).toBe("twilio_sms");
+    page.once("dialog", (dialog) => void dialog.accept("twilio-auth-token-rotated-000002"));
+    await page.click("text=Rotate secret of Front desk SMS");
+    await expect.poll(() => page.locator("#channels-status").textContent(), { timeout: 10_000 }).toMatch(/Stored the new auth token of Front desk SMS/);
+    const rotated = await readJson<{ data: { name: string; secretHints: Record<string, string> }[] }>(await api.request("GET", "/v1/channels", { key: tenant.ownerKey }));
+    expect(rotated.data.find((c) => c.name === "Front desk SMS")?.secretHints).not.toEqual(sms?.secretHints);
+
     // Billing (not configured in this run): the plan in words, no dead "Subscribe" button.
     await openSection(page, "billing");
     expect(await page.locator("#plan-status").getAttribute("data-status")).toBe("none");
