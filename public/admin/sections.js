@@ -163,7 +163,7 @@ async function channels(body) {
             c.type === "custom"
               ? el("button", { type: "button", onclick: async () => { const out = await act(status, () => api("POST", `/v1/channels/${c.id}/rotate-secret`), `Rotated the signing secret of ${c.name}; the previous one works for 24 hours.`); if (out) showSecrets(`New signing secret of ${c.name}`, out.generatedSecrets); } }, `Rotate secret of ${c.name}`)
               : ROTATE_PROMPT[c.type]
-                ? el("button", { type: "button", onclick: async () => { const value = prompt(ROTATE_PROMPT[c.type].label); if (!value) return; await act(status, () => api("POST", `/v1/channels/${c.id}/rotate-secret`, { [ROTATE_PROMPT[c.type].field]: value.trim() }), `Stored the new ${ROTATE_PROMPT[c.type].what} of ${c.name}.`); channels(body); } }, `Rotate secret of ${c.name}`)
+                ? el("button", { type: "button", onclick: async () => { const value = prompt(ROTATE_PROMPT[c.type].label); if (!value) return; const done = `Stored the new ${ROTATE_PROMPT[c.type].what} of ${c.name}.`; if (await act(status, () => api("POST", `/v1/channels/${c.id}/rotate-secret`, { [ROTATE_PROMPT[c.type].field]: value.trim() }), done)) { await channels(body); say(document.getElementById("channels-status"), done); } } }, `Rotate secret of ${c.name}`)
                 : null,
             el("button", { type: "button", class: "danger", onclick: async () => { if (!confirm(`Disconnect ${c.name}? Its webhooks will answer 404.`)) return; if (await act(status, () => api("DELETE", `/v1/channels/${c.id}`), `Deleted ${c.name}.`)) channels(body); } }, `Delete ${c.name}`),
           )
