@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, createCustomChannel, createKey, createTenant, json, postCustom } from "./helpers";
+import { api, createCustomChannel, createKey, createTenant, json, postCustom, settle } from "./helpers";
 
 interface Msg {
   seq: number;
@@ -14,22 +14,6 @@ interface Msg {
 
 const stubFor = (id: string) => env.CONVERSATION.get(env.CONVERSATION.idFromName(id));
 
-/** Runs the object's alarm until no AI decision or delivery is pending (bounded). */
-async function settle(conversationId: string): Promise<void> {
-  const stub = stubFor(conversationId);
-  for (let i = 0; i < 40; i++) {
-    const pending = await runInDurableObject(stub, (_i, state) => {
-      state.storage.sql.exec("UPDATE tasks SET next_attempt_at = 0 WHERE state = 'pending'");
-      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = 0");
-      const t = state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending' OR (state = 'done' AND reported = 0)").one().n;
-      const o = state.storage.sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n;
-      return Number(t) + Number(o);
-    });
-    if (pending === 0) return;
-    await runDurableObjectAlarm(stub);
-  }
-  throw new Error("conversation did not settle");
-}
 
 const KB = [
   { question: "What are your opening hours?", answer: "We are open Monday to Saturday 9:00-19:00, Sunday 10:00-13:00." },

@@ -8,7 +8,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import Stripe from "stripe";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, call, createCustomChannel, createKey, createTenant, json, postCustom } from "./helpers";
+import { api, call, createCustomChannel, createKey, createTenant, json, postCustom, settle } from "./helpers";
 
 const WEBHOOK_SECRET = "whsec_test_parley_0123456789abcdef";
 const STRIPE_BASE = "http://stripe-stub.test:12111";
@@ -438,22 +438,6 @@ describe("POST /v1/billing/checkout", () => {
   });
 });
 
-/** Runs the conversation's alarm until no AI decision or delivery is pending (bounded). */
-async function settle(conversationId: string): Promise<void> {
-  const stub = env.CONVERSATION.get(env.CONVERSATION.idFromName(conversationId));
-  for (let i = 0; i < 40; i++) {
-    const pending = await runInDurableObject(stub, (_i, state) => {
-      state.storage.sql.exec("UPDATE tasks SET next_attempt_at = 0 WHERE state = 'pending'");
-      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = 0");
-      const t = state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending' OR (state = 'done' AND reported = 0)").one().n;
-      const o = state.storage.sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n;
-      return Number(t) + Number(o);
-    });
-    if (pending === 0) return;
-    await runDurableObjectAlarm(stub);
-  }
-  throw new Error("conversation did not settle");
-}
 
 describe("plan status and the AI", () => {
   it("a canceled tenant's AI is not called (skipped: plan_canceled); `none` and `past_due` keep answering", async () => {

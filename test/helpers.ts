@@ -1,4 +1,5 @@
 /** Test helpers for the in-workerd suites: real app, real D1, R2 and Durable Objects. */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { parleySignature } from "../lib/signatures";
 
@@ -76,4 +77,21 @@ export async function storeCounts(): Promise<{ conversations: number; security: 
   const c = await env.DB.prepare("SELECT COUNT(*) AS n FROM conversations").first<{ n: number }>();
   const s = await env.DB.prepare("SELECT COUNT(*) AS n FROM security_log").first<{ n: number }>();
   return { conversations: c?.n ?? 0, security: s?.n ?? 0 };
+}
+
+/** Runs the conversation object's alarm until no AI decision or delivery is pending (bounded). */
+export async function settle(conversationId: string): Promise<void> {
+  const stub = env.CONVERSATION.get(env.CONVERSATION.idFromName(conversationId));
+  for (let i = 0; i < 40; i++) {
+    const pending = await runInDurableObject(stub, (_i, state) => {
+      state.storage.sql.exec("UPDATE tasks SET next_attempt_at = 0 WHERE state = 'pending'");
+      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = 0");
+      const t = state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending' OR (state = 'done' AND reported = 0)").one().n;
+      const o = state.storage.sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n;
+      return Number(t) + Number(o);
+    });
+    if (pending === 0) return;
+    await runDurableObjectAlarm(stub);
+  }
+  throw new Error("conversation did not settle");
 }
