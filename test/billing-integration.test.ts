@@ -4,7 +4,6 @@
  * sessions created through the SDK against a stubbed Stripe API, role checks,
  * and the AI turning off for a canceled plan.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import Stripe from "stripe";
 import { afterEach, describe, expect, it, vi } from "vitest";
