@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { PlaceholderVault, detectSpecialCategories, redact, restore } from "../lib/redact";
 import type { EntityType, RedactResult } from "../lib/redact";
+import { WordTable } from "../lib/redact/word-table";
 
 /** Redacts and checks the invariants every result must satisfy. */
 function r(text: string, options?: Parameters<typeof redact>[1]): RedactResult {
@@ -436,3 +437,52 @@ describe("fast paths", () => {
     expect(redact(many).text.split(" ").at(-1)).toBe("[EMAIL_11]");
   });
 });
+
+// Lookups that read the text in place instead of slicing and lowercasing it: context words before a
+// number, currency codes after it, keyword tails before a connector, card digits across groups.
+describe("in-place lookups", () => {
+  it("WordTable matches whole words case-insensitively and keeps the first value of a duplicate", () => {
+    const table = new WordTable().add(["tel", "téléphone", "ordine"], 1).add(["ordine", "n"], 2);
+    const text = "TEL. Téléphone, ORDINE n telx";
+    expect(table.get(text, 0, 3)).toBe(1);
+    expect(table.get(text, 5, 14)).toBe(1);
+    expect(table.get(text, 16, 22)).toBe(1);
+    expect(table.get(text, 23, 24)).toBe(2);
+    expect(table.get(text, 25, 29)).toBe(0);
+    expect(table.get(text, 0, 2)).toBe(0);
+  });
+
+  it.each([
+    ["TELÉFONO 612 345 678", "ES", ["PHONE"]],
+    ["CHIAMAMI 333 1234567", "IT", ["PHONE"]],
+    ["ORDINE 3331234567", "IT", []],
+    ["Nº PEDIDO 612345678", "ES", []],
+  ] as const)("context words in any case: %s", (text, country, expected) => {
+    expect(types(text, { defaultCountry: country })).toEqual(expected);
+  });
+
+  it.each(["3331234567 EUR", "3331234567 Euro", "3331234567 eurozone", "3331234567 CHF", "3331234567 Dollars", "3331234567 sterline"])(
+    "a currency code after the number makes it a price: %s",
+    (text) => {
+      expect(types(text, { defaultCountry: "IT" })).toEqual([]);
+    },
+  );
+
+  it("a word after the number that is not a currency code keeps the phone", () => {
+    expect(r("3331234567 ok", { defaultCountry: "IT" }).text).toBe("[PHONE_1] ok");
+    expect(r("3331234567 eu", { defaultCountry: "IT" }).text).toBe("[PHONE_1] eu");
+  });
+
+  it("checks issuer and Luhn over the digits of every group", () => {
+    expect(r("4 111 1111 1111 1111").text).toBe("[CARD_1]");
+    expect(r("carta 4111 1111 1111 1111 grazie").text).toBe("carta [CARD_1] grazie");
+    expect(r("amex 3782 822463 10005").text).toBe("amex [CARD_1]");
+    expect(types("tracking 4 111 1111 1111 1112")).toEqual([]);
+  });
+
+  it("finds an IBAN in groups from a later group and ignores short groups that follow none", () => {
+    const text = "Pay MT84 MALT 0110 0001 2345 MTLC AST0 01S now, I N 14 2025 ok";
+    expect(r(text).text).toBe("Pay [IBAN_1] now, I N 14 2025 ok");
+  });
+});
+

@@ -1,4 +1,5 @@
 // Words around a digit run decide whether it is a business fact (order 483920) or a phone.
+import { WordTable, hashStep } from "./word-table";
 
 /** Nouns that make the following number a business reference rather than a phone. */
 const BUSINESS_WORDS = new Set([
@@ -76,54 +77,8 @@ const KIND_BUSINESS = 1;
 const KIND_PHONE = 2;
 const KIND_FILLER = 3;
 
-function lowerCode(c: number): number {
-  if (c >= 65 && c <= 90) return c + 32;
-  if (c >= 0xc0 && c <= 0xde && c !== 0xd7) return c + 32;
-  return c;
-}
-
-/** Hash of a word read backwards, lowercase. */
-function backHash(word: string): number {
-  let h = 0;
-  for (let i = word.length - 1; i >= 0; i--) h = (Math.imul(h, 31) + lowerCode(word.charCodeAt(i))) | 0;
-  return h;
-}
-
-interface KindEntry {
-  word: string;
-  kind: number;
-}
-const KINDS = new Map<number, KindEntry[]>();
-function addKinds(words: Iterable<string>, kind: number): void {
-  for (const w of words) {
-    const h = backHash(w);
-    const list = KINDS.get(h);
-    const entry = { word: w, kind };
-    if (!list) KINDS.set(h, [entry]);
-    else if (!list.some((e) => e.word === w)) list.push(entry);
-  }
-}
 // Phone words first: a word in both lists counts as a phone word.
-addKinds(PHONE_WORDS, KIND_PHONE);
-addKinds(BUSINESS_WORDS, KIND_BUSINESS);
-addKinds(FILLERS, KIND_FILLER);
-
-function kindOf(text: string, start: number, end: number, h: number): number {
-  const list = KINDS.get(h);
-  if (!list) return 0;
-  for (const e of list) {
-    if (e.word.length !== end - start) continue;
-    let same = true;
-    for (let i = 0; i < e.word.length; i++) {
-      if (lowerCode(text.charCodeAt(start + i)) !== e.word.charCodeAt(i)) {
-        same = false;
-        break;
-      }
-    }
-    if (same) return e.kind;
-  }
-  return 0;
-}
+const KINDS = new WordTable().add(PHONE_WORDS, KIND_PHONE).add(BUSINESS_WORDS, KIND_BUSINESS).add(FILLERS, KIND_FILLER);
 
 /**
  * Classifies the words before a digit run (up to four, same line, 40 characters). A phone word
@@ -149,13 +104,12 @@ export function numberContext(text: string, pos: number): NumberContext {
     } else {
       const end = i + 1;
       let h = 0;
-      while (i >= limit) {
-        const d = text.charCodeAt(i);
-        if (!isLetterCode(d)) break;
-        h = (Math.imul(h, 31) + lowerCode(d)) | 0;
+      for (let d = c; ; d = text.charCodeAt(i)) {
+        h = hashStep(h, d);
         i--;
+        if (i < limit || !isLetterCode(text.charCodeAt(i))) break;
       }
-      kind = kindOf(text, i + 1, end, h);
+      kind = KINDS.getHashed(text, i + 1, end, h);
     }
     words++;
     if (kind === KIND_PHONE) return "phone";
@@ -193,6 +147,18 @@ export function hasVersionContext(text: string, pos: number): boolean {
   return w !== undefined && VERSION_WORDS.has(w);
 }
 
+const CURRENCY_WORDS = ["eur", "usd", "gbp", "chf", "dollar", "sterlin"];
+
+/** "eur", "euro", "usd", "gbp", "chf", "dollar" or "sterlin" at `pos`, any case. */
+function startsWithCurrencyCode(text: string, pos: number): boolean {
+  for (const w of CURRENCY_WORDS) {
+    let k = 0;
+    while (k < w.length && (text.charCodeAt(pos + k) | 32) === w.charCodeAt(k)) k++;
+    if (k === w.length) return true;
+  }
+  return false;
+}
+
 /** Price: a currency sign or code right before or right after the number. */
 export function hasCurrencyContext(text: string, start: number, end: number): boolean {
   let i = start - 1;
@@ -206,10 +172,7 @@ export function hasCurrencyContext(text: string, start: number, end: number): bo
   if (j < text.length) {
     const c = text.charCodeAt(j);
     if (c === 0x20ac || c === 36 || c === 0xa3) return true;
-    if (isLetterCode(c)) {
-      const word = text.slice(j, j + 7).toLowerCase();
-      if (/^(?:eur|euro|usd|gbp|chf|dollar|sterlin)/.test(word)) return true;
-    }
+    if (isLetterCode(c) && startsWithCurrencyCode(text, j)) return true;
   }
   return false;
 }

@@ -85,19 +85,19 @@ export function ibanAroundGroup(text: string, groupEnd: number, out: Candidate[]
   let gs = groupEnd;
   while (gs > 0 && groupEnd - gs < 4 && isAlnum(text.charCodeAt(gs - 1))) gs--;
   if (gs > 0 && isAlnum(text.charCodeAt(gs - 1))) return -1;
-  if (out.length > 0 && covered(out, 0, gs, groupEnd)) return -1;
-  let start = -1;
-  if (
+  const first =
     groupEnd - gs === 4 &&
     isAsciiLetter(text.charCodeAt(gs)) &&
     isAsciiLetter(text.charCodeAt(gs + 1)) &&
     isDigit(text.charCodeAt(gs + 2)) &&
     isDigit(text.charCodeAt(gs + 3)) &&
-    (gs === 0 || !isWordChar(text.charCodeAt(gs - 1)))
-  ) {
-    start = gs;
-  } else if (gs > 0) {
-    start = ibanStartBefore(text, gs);
+    (gs === 0 || !isWordChar(text.charCodeAt(gs - 1)));
+  // Cheap shape checks first: most short groups ("Il", "14", "2025") follow no other group.
+  if (!first) {
+    const sep = gs > 1 ? text.charCodeAt(gs - 1) : 0;
+    if (!((sep === 32 || sep === 45 || sep === 0xa0) && isAlnum(text.charCodeAt(gs - 2)))) return -1;
   }
+  if (out.length > 0 && covered(out, 0, gs, groupEnd)) return -1;
+  const start = first ? gs : ibanStartBefore(text, gs);
   return start < 0 ? -1 : ibanAt(text, start, out);
 }

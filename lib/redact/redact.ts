@@ -60,17 +60,21 @@ function normalizeCountry(country: string | undefined): string {
   return country;
 }
 
-const TYPE_INDEX: Readonly<Record<EntityType, number>> = {
-  EMAIL: 0,
-  PHONE: 1,
-  CARD: 2,
-  IBAN: 3,
-  CODICE_FISCALE: 4,
-  PARTITA_IVA: 5,
-  IP: 6,
-  SSN: 7,
-  CREDENTIAL: 8,
-};
+/** Position of `type` in ENTITY_TYPES, from its first letters (a property lookup by string is slower). */
+function typeIndex(type: EntityType): number {
+  switch (type.charCodeAt(0)) {
+    case 69: // EMAIL
+      return 0;
+    case 80: // PHONE, PARTITA_IVA
+      return type.charCodeAt(1) === 72 ? 1 : 5;
+    case 67: // CARD, CODICE_FISCALE, CREDENTIAL
+      return type.charCodeAt(1) === 65 ? 2 : type.charCodeAt(1) === 79 ? 4 : 8;
+    case 73: // IBAN, IP
+      return type.charCodeAt(1) === 66 ? 3 : 6;
+    default: // SSN
+      return 7;
+  }
+}
 const TYPE_INDEX_SIZE = 9;
 /** Per-call placeholder counters, reset at the start of each call (redaction is synchronous). */
 const COUNTERS = new Int32Array(TYPE_INDEX_SIZE);
@@ -169,7 +173,7 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
         }
       }
       if (placeholder === "") {
-        const t = TYPE_INDEX[c.type];
+        const t = typeIndex(c.type);
         const count = (COUNTERS[t] as number) + 1;
         COUNTERS[t] = count;
         placeholder = placeholderText(c.type, t, count);

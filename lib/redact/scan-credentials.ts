@@ -4,6 +4,7 @@ import type { Candidate } from "./candidate";
 import { PRIORITY } from "./candidate";
 import { isWordChar } from "./chars";
 import { WEAK_KEYWORD_SOURCE, keywordCount, keywordEnd, keywordStart } from "./prescan";
+import { WordTable } from "./word-table";
 
 // Two passes keep the common case cheap. Every keyword is looked for just before each ":" or "="
 // ("api key: ...", "token=..."), found with indexOf. Only the frequent keywords, whose value may
@@ -18,11 +19,14 @@ const WEAK_KEYWORD_RE = new RegExp(WEAK_KEYWORD_SOURCE, "gi");
  * Last words of the keywords in ANY_KEYWORD (lowercase). A connector whose preceding word is not
  * one of these cannot follow a keyword, so the keyword regex is not run for it ("telefono:", "10:30").
  */
-const KEYWORD_LAST_WORDS = new Set([
-  "password", "passwort", "passwd", "passcode", "passphrase", "pwd", "pin", "pincode", "code", "otp", "cvv",
-  "cvc", "contraseña", "contrasena", "passe", "kennwort", "ordine", "apikey", "key", "accesstoken", "authtoken",
-  "token", "secret", "clave", "geheimnis", "segreto", "accesso",
-]);
+const KEYWORD_LAST_WORDS = new WordTable().add(
+  [
+    "password", "passwort", "passwd", "passcode", "passphrase", "pwd", "pin", "pincode", "code", "otp", "cvv",
+    "cvc", "contraseña", "contrasena", "passe", "kennwort", "ordine", "apikey", "key", "accesstoken", "authtoken",
+    "token", "secret", "clave", "geheimnis", "segreto", "accesso",
+  ],
+  1,
+);
 
 function isAsciiLetterCode(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90);
@@ -42,13 +46,13 @@ export function mayEndKeyword(text: string, pos: number): boolean {
   let s = e;
   while (s > 0 && e - s <= 11 && isAsciiLetterCode(text.charCodeAt(s - 1))) s--;
   const n = e - s;
-  if (n >= 3 && n <= 11 && KEYWORD_LAST_WORDS.has(text.slice(s, e).toLowerCase())) return true;
+  if (n >= 3 && n <= 11 && KEYWORD_LAST_WORDS.get(text, s, e) !== 0) return true;
   // "contraseña": an "ñ" inside the last word.
   const b = s > 0 ? text.charCodeAt(s - 1) : 0;
   if (n >= 1 && n <= 4 && (b === 0xf1 || b === 0xd1)) {
     let s2 = s - 1;
     while (s2 > 0 && e - s2 <= 11 && isAsciiLetterCode(text.charCodeAt(s2 - 1))) s2--;
-    return KEYWORD_LAST_WORDS.has(text.slice(s2, e).toLowerCase());
+    return KEYWORD_LAST_WORDS.get(text, s2, e) !== 0;
   }
   return false;
 }

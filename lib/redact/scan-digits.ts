@@ -9,7 +9,7 @@ import { hasCurrencyContext, hasSsnContext, hasVatContext, hasVersionContext, nu
 import { ibanAt, ibanStartBefore } from "./iban";
 import { FALLBACK_COUNTRIES, validateInternational, validateNational } from "./phone";
 import { RUN_SOURCE, runCount, runEnd, runStart } from "./prescan";
-import { cardIssuerValid, ipv4Valid, luhnValid, partitaIvaValid, ssnValid } from "./validators";
+import { cardIssuerPrefixValid, cardIssuerValid, ipv4Valid, luhnValid, partitaIvaValid, ssnValid } from "./validators";
 
 const RUN_RE = new RegExp(RUN_SOURCE, "g");
 
@@ -34,21 +34,41 @@ function gvalue(text: string, g: number): number {
   return v;
 }
 
-/** Digits of the whole current run (built once per run, sliced per span). */
+/** Digits of the whole current run (built on first use, sliced per span). */
 let runDigits = "";
+/** runDigits holds the digits of the run being classified (most runs never need them). */
+let runDigitsReady = false;
+/** Groups of the run being classified. */
+let runGroups = 0;
 
-function spanDigits(i: number, j: number): string {
+/** Builds the digits of the current run's groups, once, when a validator needs them. */
+function ensureRunDigits(text: string): void {
+  if (runDigitsReady) return;
+  runDigitsReady = true;
+  const k = runGroups;
+  if (k === 1) {
+    runDigits = text.slice(gStart[0], gEnd[0]);
+    return;
+  }
+  let d = "";
+  for (let g = 0; g < k; g++) d += text.slice(gStart[g], gEnd[g]);
+  runDigits = d;
+}
+
+function spanDigits(text: string, i: number, j: number): string {
+  ensureRunDigits(text);
   return runDigits.slice(gCum[i], gCum[j + 1]);
 }
 
 /** Digits of an international span, leaving out a "(0)" trunk prefix after the country code. */
 function intlDigits(text: string, i: number, j: number): string {
+  ensureRunDigits(text);
   for (let g = i + 1; g <= j; g++) {
     if (gParen[g] && glen(g) === 1 && text.charCodeAt(gStart[g] as number) === 48) {
       return runDigits.slice(gCum[i], gCum[g]) + runDigits.slice(gCum[g + 1], gCum[j + 1]);
     }
   }
-  return spanDigits(i, j);
+  return spanDigits(text, i, j);
 }
 
 /** Groups forming a date at group i ("14/03/2025", "2025-03-14", "14.03.25"), or 0. */
@@ -262,15 +282,29 @@ function scanRun(text: string, from: number, limit: number, out: Candidate[], en
   return resume;
 }
 
-/** Builds the digits of groups [0, k) of the current run, once, when a validator needs them. */
-function buildRunDigits(text: string, k: number): void {
-  if (k === 1) {
-    runDigits = text.slice(gStart[0], gEnd[0]);
-    return;
+/** Issuer range and Luhn over the digits of groups [0, k), read in place. */
+function cardRunValid(text: string, k: number): boolean {
+  // Issuer rules look at the first four digits, which may span groups ("4 111 ...").
+  let first4 = 0;
+  let seen = 0;
+  for (let g = 0; g < k && seen < 4; g++) {
+    for (let i = gStart[g] as number, e = gEnd[g] as number; i < e && seen < 4; i++, seen++) first4 = first4 * 10 + text.charCodeAt(i) - 48;
   }
-  let d = "";
-  for (let g = 0; g < k; g++) d += text.slice(gStart[g], gEnd[g]);
-  runDigits = d;
+  if (!cardIssuerPrefixValid(first4, gCum[k] as number)) return false;
+  let sum = 0;
+  let double = false;
+  for (let g = k - 1; g >= 0; g--) {
+    for (let i = (gEnd[g] as number) - 1, s = gStart[g] as number; i >= s; i--) {
+      let d = text.charCodeAt(i) - 48;
+      if (double) {
+        d *= 2;
+        if (d > 9) d -= 9;
+      }
+      sum += d;
+      double = !double;
+    }
+  }
+  return sum % 10 === 0;
 }
 
 function classifyGroups(text: string, runStart: number, runEnd: number, k: number, plus: boolean, out: Candidate[], en: Enabled, country: string): void {
@@ -281,10 +315,12 @@ function classifyGroups(text: string, runStart: number, runEnd: number, k: numbe
   runCurrency = 0;
   // A run that starts with a date is that date (and maybe a time).
   if (dateGroupsAt(text, 0, k) === 3 && k <= 4 && (k === 3 || (gCum[k] as number) - (gCum[3] as number) <= 4)) return;
-  buildRunDigits(text, k);
+  runGroups = k;
+  runDigitsReady = false;
 
   // The whole run is a valid card, however it is grouped.
-  if (en.CARD && digits >= 13 && digits <= 19 && !plus && cardIssuerValid(runDigits) && luhnValid(runDigits)) {
+  if (en.CARD && digits >= 13 && digits <= 19 && !plus && cardRunValid(text, k)) {
+    ensureRunDigits(text);
     out.push({ type: "CARD", start: gStart[0] as number, end: gEnd[k - 1] as number, key: runDigits, priority: PRIORITY.CARD });
     return;
   }
@@ -348,7 +384,7 @@ function classifySpan(
 
   // Cards inside a longer run (a card-shaped run as a whole was handled by the caller).
   if (!intlPlus && d >= 13 && en.CARD) {
-    const digits = spanDigits(i, j);
+    const digits = spanDigits(text, i, j);
     if (cardIssuerValid(digits) && luhnValid(digits)) {
       return { type: "CARD", start: first, end: spanEnd, key: digits, priority: PRIORITY.CARD };
     }
@@ -359,7 +395,7 @@ function classifySpan(
     const shaped = groups === 3 && glen(i) === 3 && glen(i + 1) === 2;
     const dashed = shaped && gSep[i + 1] === 45 && gSep[i + 2] === 45 && !gSpaced[i + 1] && !gSpaced[i + 2];
     if (dashed || ((shaped || groups === 1) && hasSsnContext(text, first))) {
-      const digits = spanDigits(i, j);
+      const digits = spanDigits(text, i, j);
       if (ssnValid(digits)) return { type: "SSN", start: first, end: spanEnd, key: digits, priority: PRIORITY.SSN };
       if (dashed) return null;
     }
@@ -367,7 +403,7 @@ function classifySpan(
 
   // Partita IVA: eleven digits with "P.IVA"/"VAT" nearby (the "IT" prefix form is found by the caller).
   if (en.PARTITA_IVA && d === 11 && groups === 1 && !intlPlus) {
-    const digits = spanDigits(i, j);
+    const digits = spanDigits(text, i, j);
     if (partitaIvaValid(digits) && hasVatContext(text, first)) {
       return { type: "PARTITA_IVA", start: first, end: spanEnd, key: digits, priority: PRIORITY.PARTITA_IVA };
     }
@@ -390,7 +426,7 @@ function classifySpan(
     const all = intlDigits(text, i, j);
     e164 = validateInternational(intlPlus ? all : all.slice(2));
   } else {
-    const all = spanDigits(i, j);
+    const all = spanDigits(text, i, j);
     e164 = validateNational(all, country);
     if (e164 === null && ctx === 3) {
       for (const c of FALLBACK_COUNTRIES) {

@@ -84,10 +84,10 @@ function classifyToken(text: string, start: number, end: number, en: Enabled, ou
   while (start < end && (CLS[text.charCodeAt(start)] as number) === TOKEN_EXTRA) start++;
   const n = end - start;
   if (n < MIN_TOKEN) return end;
-  let letters = 0;
-  for (let i = start; i < end; i++) if (((CLS[text.charCodeAt(i)] as number) & LETTER) !== 0) letters++;
   // Digits with separators are the digit-run scanner's business.
-  if (letters === 0) return end;
+  let letter = start;
+  while (letter < end && ((CLS[text.charCodeAt(letter)] as number) & LETTER) === 0) letter++;
+  if (letter === end) return end;
   if (en.IBAN && n <= 42 && isAsciiLetter(text.charCodeAt(start + 1)) && isDigit(text.charCodeAt(start + 2)) && isDigit(text.charCodeAt(start + 3))) {
     const ibanEnd = ibanAt(text, start, out);
     if (ibanEnd > 0) return ibanEnd;

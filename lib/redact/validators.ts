@@ -33,29 +33,35 @@ function prefixValue(digits: string, n: number): number {
 export function cardIssuerValid(digits: string): boolean {
   const len = digits.length;
   if (len < 13 || len > 19) return false;
-  const p1 = digits.charCodeAt(0) - C0;
+  return cardIssuerPrefixValid(prefixValue(digits, 4), len);
+}
+
+/**
+ * {@link cardIssuerValid} from the value of the first four digits and the digit count, for
+ * callers that read digits in place.
+ */
+export function cardIssuerPrefixValid(p4: number, len: number): boolean {
+  if (len < 13 || len > 19) return false;
+  const p1 = Math.floor(p4 / 1000);
   if (p1 === 4) return len === 13 || len === 16 || len === 19; // Visa (and Visa Electron)
   if (p1 < 2 || p1 > 6) return false;
-  const p2 = prefixValue(digits, 2);
+  const p2 = Math.floor(p4 / 100);
   switch (p1) {
     case 5:
       if (p2 >= 51 && p2 <= 55) return len === 16; // Mastercard
       return p2 === 50 || (p2 >= 56 && p2 <= 58); // Maestro, Dankort, Verve
-    case 2: {
-      const p4 = prefixValue(digits, 4);
+    case 2:
       if (p4 >= 2221 && p4 <= 2720) return len === 16; // Mastercard 2-series
       return p4 >= 2200 && p4 <= 2204 && len >= 16; // Mir
-    }
     case 3: {
       if (p2 === 34 || p2 === 37) return len === 15; // Amex
-      const p4 = prefixValue(digits, 4);
       if (p4 >= 3528 && p4 <= 3589) return len >= 16; // JCB
-      const p3 = prefixValue(digits, 3);
+      const p3 = Math.floor(p4 / 10);
       return ((p3 >= 300 && p3 <= 305) || p4 === 3095 || p2 === 36 || p2 === 38 || p2 === 39) && len >= 14; // Diners
     }
     case 6: {
-      const p3 = prefixValue(digits, 3);
-      if (p2 === 65 || (p3 >= 644 && p3 <= 649) || prefixValue(digits, 4) === 6011) return len >= 16; // Discover
+      const p3 = Math.floor(p4 / 10);
+      if (p2 === 65 || (p3 >= 644 && p3 <= 649) || p4 === 6011) return len >= 16; // Discover
       if (p2 === 62 || p2 === 60) return len >= 16; // UnionPay (incl. Discover co-brand 622126-622925), RuPay
       return (p2 === 63 || p2 === 67) && len >= 13; // Maestro (6304, 639x, 67xx)
     }
