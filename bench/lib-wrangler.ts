@@ -21,6 +21,25 @@ import { join } from "node:path";
 import { freePort, PROJECT_ROOT, sleep } from "../test/e2e/harness";
 
 const WRANGLER_BIN = join(PROJECT_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+/** `wrangler dev` without the DevTools inspector (see the file's header for why). */
+const DEV_SERVER = join(PROJECT_ROOT, "bench", "dev-server.mjs");
+
+/** How a bench server runs its Worker. */
+export interface DevServerOptions {
+  /**
+   * true (default): the `wrangler dev` CLI, with its DevTools inspector attached. false: the same
+   * Worker through wrangler's API with the inspector off (bench/dev-server.mjs), as in production,
+   * where no inspector serialises each subrequest.
+   */
+  devtools?: boolean;
+}
+
+/** Command-line arguments that start a Worker on 127.0.0.1:`port` with `persistDir`. */
+function devServerArgs(options: DevServerOptions, port: number, persistDir: string, envFile?: string): string[] {
+  const env = envFile ? ["--env-file", envFile] : [];
+  if (options.devtools === false) return [DEV_SERVER, "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persistDir, ...env];
+  return [WRANGLER_BIN, "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persistDir, ...env, "--inspector-port", "0", "--show-interactive-dev-session=false", "--live-reload=false"];
+}
 const SNAPSHOT_EXCLUDED = new Set([".git", ".wrangler", "node_modules", ".parley", "test", "test-artifacts", "bench", ".ci", "dist"]);
 
 function wranglerEnv(logDir: string): NodeJS.ProcessEnv {
@@ -88,7 +107,7 @@ export interface BenchServer {
  * Prepares a snapshot (migrations applied) and a server that is not started yet, under `root`
  * (default: the OS temp dir); `vars` are added to its env file (e.g. RATE_LIMITS_ENABLED).
  */
-export async function createBenchServer(root = tmpdir(), vars: Record<string, string> = {}): Promise<BenchServer> {
+export async function createBenchServer(root = tmpdir(), vars: Record<string, string> = {}, options: DevServerOptions = {}): Promise<BenchServer> {
   const workDir = await mkdtemp(join(root, "parley-bench-"));
   const appDir = join(workDir, "app");
   const persistDir = join(workDir, "state");
@@ -156,7 +175,7 @@ export async function createBenchServer(root = tmpdir(), vars: Record<string, st
     async start() {
       log ??= createWriteStream(logFile, { flags: "a" });
       const stream = log;
-      const args = [WRANGLER_BIN, "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persistDir, "--env-file", envFile, "--inspector-port", "0", "--show-interactive-dev-session=false", "--live-reload=false"];
+      const args = devServerArgs(options, port, persistDir, envFile);
       const proc = spawn(process.execPath, args, { cwd: appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
       child = proc;
       proc.stdout?.on("data", (c: Buffer) => stream.write(c));
@@ -325,7 +344,7 @@ export interface PlainServer {
  * project's node_modules linked, starts `wrangler dev` on a free port with its own
  * persistence, and waits until `healthPath` answers 200.
  */
-export async function startPlainServer(sourceDir: string, healthPath = "/health"): Promise<PlainServer> {
+export async function startPlainServer(sourceDir: string, healthPath = "/health", options: DevServerOptions = {}): Promise<PlainServer> {
   const workDir = await mkdtemp(join(tmpdir(), "parley-bench-plain-"));
   const appDir = join(workDir, "app");
   const logDir = join(workDir, "wrangler-logs");
@@ -339,7 +358,7 @@ export async function startPlainServer(sourceDir: string, healthPath = "/health"
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const stream = createWriteStream(logFile, { flags: "a" });
-  const args = [WRANGLER_BIN, "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(workDir, "state"), "--inspector-port", "0", "--show-interactive-dev-session=false", "--live-reload=false"];
+  const args = devServerArgs(options, port, join(workDir, "state"));
   const proc = spawn(process.execPath, args, { cwd: appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   proc.stdout?.on("data", (c: Buffer) => stream.write(c));
   proc.stderr?.on("data", (c: Buffer) => stream.write(c));

@@ -7,6 +7,10 @@
 //   BENCH_LOAD_MESSAGES=1000                 messages per level at least (max(2·N, this))
 //   BENCH_LOAD_AI=1                          keep the tenant's automatic AI replies on (default off:
 //                                            the offline provider's decisions are measured elsewhere)
+//   BENCH_LOAD_DEVTOOLS=1                    run both Workers under the `wrangler dev` CLI with its
+//                                            DevTools inspector attached (default: wrangler's API with
+//                                            the inspector off, bench/dev-server.mjs — the inspector makes
+//                                            workerd serialise every subrequest, which production never does)
 //
 // Parley: a snapshot of the project (bench/lib-wrangler.ts createBenchServer), one tenant and
 // one custom channel; each request is a fresh event signed with X-Parley-Signature, and goes
@@ -225,6 +229,7 @@ async function main(): Promise<void> {
   const minMessages = Number(process.env.BENCH_LOAD_MESSAGES ?? 1000);
   const keepAi = process.env.BENCH_LOAD_AI === "1";
   const viaProxy = process.env.BENCH_LOAD_VIA_PROXY === "1";
+  const devtools = process.env.BENCH_LOAD_DEVTOOLS === "1";
   const profile = process.env.BENCH_LOAD_PROFILE !== "0";
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const machine = (record: Record<string, unknown>) => out(`BENCH webhook-load ${JSON.stringify(record)}`);
@@ -240,16 +245,16 @@ async function main(): Promise<void> {
     throw new Error(`bench/baseline/wrangler.toml must use the project's compatibility date and flags (${JSON.stringify(ours)} vs ${JSON.stringify(theirs)})`);
   }
 
-  out(`webhook-load: levels ${levels.join(", ")}; ${conversations} conversations per level; AI replies ${keepAi ? "on" : "off"}; ${viaProxy ? "through wrangler dev's ProxyWorker" : "straight to each user Worker's port"}; Node ${process.version}`);
+  out(`webhook-load: levels ${levels.join(", ")}; ${conversations} conversations per level; AI replies ${keepAi ? "on" : "off"}; ${viaProxy ? "through wrangler dev's ProxyWorker" : "straight to each user Worker's port"}; ${devtools ? "wrangler dev CLI with the DevTools inspector" : "wrangler's dev server without the DevTools inspector"}; Node ${process.version}`);
   const benchStarted = Date.now();
   const [parleyServer, baselineServer] = await Promise.all([
     // The per-channel webhook rate limit (1000 per 10 s) would turn a load test into a test of
     // the limiter; it is switched off here as wrangler.toml suggests (BENCH_LOAD_RATE_LIMITS=1 keeps it).
-    createBenchServer(undefined, process.env.BENCH_LOAD_RATE_LIMITS === "1" ? {} : { RATE_LIMITS_ENABLED: "false" }).then(async (s) => {
+    createBenchServer(undefined, process.env.BENCH_LOAD_RATE_LIMITS === "1" ? {} : { RATE_LIMITS_ENABLED: "false" }, { devtools }).then(async (s) => {
       await s.start();
       return s;
     }),
-    startPlainServer(join(here, "baseline")),
+    startPlainServer(join(here, "baseline"), "/health", { devtools }),
   ]);
   try {
     // ------------------------------------------------------------ Parley tenant and channel
@@ -554,7 +559,7 @@ async function main(): Promise<void> {
       for (const st of steps) out(`  p50 ${st.p50.toFixed(1).padStart(7)} ms  p95 ${st.p95.toFixed(1).padStart(7)} ms  ${st.messagesPerSecond.toFixed(1).padStart(6)}/s  cpu ${st.cpuMsPerMessage.toFixed(2).padStart(6)} (+${st.deferredCpuMsPerMessage.toFixed(2)}) ms  ${st.label}`);
     }
     mkdirSync(join(here, "results"), { recursive: true });
-    writeFileSync(join(here, "results", "webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, figures, profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
+    writeFileSync(join(here, "results", "webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, figures, profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
     out(`results → bench/results/webhook-load.json (${Math.round((Date.now() - benchStarted) / 1000)} s)`);
     const broken = figures.filter((f) => f.target === "parley" && (f.lost > 0 || f.duplicated > 0 || f.problems.some((p) => p.startsWith("mismatch") || p.startsWith("unexpected"))));
     if (broken.length) {

@@ -50,6 +50,8 @@ export const MAX_SEND_ATTEMPTS = 8;
 /** WhatsApp only allows free-form replies within 24 hours of the user's last message. */
 const WHATSAPP_SERVICE_WINDOW_MS = 24 * 60 * 60 * 1000;
 const INDEX_RETRY_MS = 5_000;
+/** Least time between two alarm runs' D1 pushes (index activity and agent-health counters). */
+const RUN_PUSH_INTERVAL_MS = 5_000;
 const MAX_SENDS_PER_ALARM = 25;
 
 /** A media reference as the provider reported it (nothing is downloaded here). */
@@ -212,7 +214,7 @@ export class Conversation extends DurableObject<Env> {
   #sql: SqlStorage;
   #syncing: Promise<boolean> | null = null;
   #outboxDrain: Promise<void> | null = null;
-  #tasksDrain: Promise<void> | null = null;
+  #tasksDrain: Promise<number> | null = null;
   /** When the latest alarm run began (memory only: after eviction the next decision runs at once). */
   #alarmStartedAt = 0;
   #channelCache: { at: number; value: Promise<LoadedChannel | null> } | null = null;
@@ -226,6 +228,10 @@ export class Conversation extends DurableObject<Env> {
   /** Fixed-window count of visitor frames (memory only: a hibernated object starts a fresh window). */
   #visitorWindow = { start: 0, frames: 0 };
   #staffAgain = false;
+  /** The meta table as read or written during the current event(s): see #enter. */
+  #meta = new Map<string, string | null>();
+  /** When an alarm run last pushed its results to D1 (memory only: a fresh object pushes at once). */
+  #lastRunPush = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -242,6 +248,7 @@ export class Conversation extends DurableObject<Env> {
    * sequence number and append are one synchronous storage step.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
+    this.#enter();
     const duplicate = this.#sql
       .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
       .toArray()[0];
@@ -252,7 +259,7 @@ export class Conversation extends DurableObject<Env> {
     const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
     const body = await this.#seal(key, `message:${input.conversationId}:${id}`, JSON.stringify({ t: input.text, m: input.media }));
     const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
-    const result = this.ctx.storage.transactionSync((): IngestResult => {
+    const result = this.#transaction((): IngestResult => {
       const created = this.#getMeta("conversation_id") === null;
       this.#claimIdentity(input, sealedAddress);
       const existing = this.#sql
@@ -293,9 +300,10 @@ export class Conversation extends DurableObject<Env> {
    * notification) before any inbound message exists. Idempotent.
    */
   async openOutbound(input: Omit<IngestInput, "providerMessageId" | "text" | "media" | "receivedAt">): Promise<ConversationView> {
+    this.#enter();
     const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
     const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
-    const created = this.ctx.storage.transactionSync(() => {
+    const created = this.#transaction(() => {
       const existed = this.#getMeta("conversation_id") !== null;
       this.#claimIdentity({ ...input, providerMessageId: "", text: "", media: [], receivedAt: Date.now() }, sealedAddress);
       this.#setMeta("public_origin", input.publicOrigin);
@@ -313,9 +321,10 @@ export class Conversation extends DurableObject<Env> {
 
   /** Queues an outbound message; delivery happens from the alarm, with retries. */
   async send(input: SendInput): Promise<SendOutcome> {
+    this.#enter();
     if (!this.#getMeta("conversation_id")) return { ok: false, code: "not_found", message: "conversation not found" };
     const sealed = await this.#sealOutbound(input.text);
-    const outcome = this.ctx.storage.transactionSync((): { ok: true; created: boolean; seq: number } | Extract<SendOutcome, { ok: false }> => {
+    const outcome = this.#transaction((): { ok: true; created: boolean; seq: number } | Extract<SendOutcome, { ok: false }> => {
       if (input.idempotencyKey) {
         const existing = this.#sql.exec("SELECT seq FROM messages WHERE client_key = ?", input.idempotencyKey).toArray()[0];
         if (existing) return { ok: true, created: false, seq: Number(existing.seq) };
@@ -347,7 +356,8 @@ export class Conversation extends DurableObject<Env> {
 
   /** Changes the conversation's state (open, handoff, closed). */
   async setStatus(status: ConversationStatus): Promise<ConversationView | null> {
-    const changed = this.ctx.storage.transactionSync(() => {
+    this.#enter();
+    const changed = this.#transaction(() => {
       const current = this.#getMeta("status");
       if (!current) return null;
       if (current === status) return false;
@@ -364,6 +374,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** The conversation's current state, or null if this object holds none. */
   async getConversation(): Promise<ConversationView | null> {
+    this.#enter();
     return this.#conversationView();
   }
 
@@ -373,6 +384,7 @@ export class Conversation extends DurableObject<Env> {
    * erased brings back nothing readable: the key is gone.
    */
   async exportSnapshot(): Promise<ConversationSnapshot | null> {
+    this.#enter();
     if (!this.#getMeta("conversation_id")) return null;
     const meta: Record<string, string> = {};
     for (const row of this.#sql.exec("SELECT key, value FROM meta")) meta[String(row.key)] = String(row.value);
@@ -383,12 +395,14 @@ export class Conversation extends DurableObject<Env> {
 
   /** Replaces this object's storage with a snapshot (operator restore). Pending work is not resumed. */
   async importSnapshot(snapshot: ConversationSnapshot): Promise<{ messages: number }> {
+    this.#enter();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.#meta.clear();
     this.#keys.clear();
     this.#liveKey = null;
     this.#migrate();
-    this.ctx.storage.transactionSync(() => {
+    this.#transaction(() => {
       for (const [key, value] of Object.entries(snapshot.meta)) {
         if (key === "schema_version" || key === "index_version" || key === "index_floor") continue;
         this.#setMeta(key, value);
@@ -416,6 +430,7 @@ export class Conversation extends DurableObject<Env> {
    * subject erasure, destroys the subject key.
    */
   async erase(): Promise<{ messages: number }> {
+    this.#enter();
     const count = Number(this.#sql.exec("SELECT COUNT(*) AS n FROM messages").one().n);
     for (const socket of this.ctx.getWebSockets()) {
       try {
@@ -426,6 +441,7 @@ export class Conversation extends DurableObject<Env> {
     }
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.#meta.clear();
     this.#keys.clear();
     this.#liveKey = null;
     this.#channelCache = null;
@@ -436,6 +452,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** Messages in sequence order, paged by sequence number. */
   async listMessages(options: ListOptions): Promise<{ messages: MessageView[]; hasMore: boolean }> {
+    this.#enter();
     const limit = Math.max(1, Math.min(200, options.limit));
     const clauses: string[] = [];
     const params: SqlStorageValue[] = [];
@@ -455,7 +472,8 @@ export class Conversation extends DurableObject<Env> {
 
   /** Applies a provider delivery status; never moves a message backwards (delivered stays delivered). */
   async applyStatus(update: StatusUpdate): Promise<{ applied: boolean }> {
-    const applied = this.ctx.storage.transactionSync(() => {
+    this.#enter();
+    const applied = this.#transaction(() => {
       const row = update.messageId
         ? this.#sql.exec("SELECT seq, status FROM messages WHERE id = ? AND direction = 'outbound'", update.messageId).toArray()[0]
         : this.#sql
@@ -485,18 +503,21 @@ export class Conversation extends DurableObject<Env> {
    * messages acknowledged meanwhile made) and the agent-health counters.
    */
   override async alarm(): Promise<void> {
+    this.#enter();
     this.#alarmStartedAt = Date.now();
+    let decided = 0;
     try {
       await this.#drainOutbox();
-      await this.#drainTasks();
+      decided = await this.#drainTasks();
     } finally {
-      await this.#pushRunResults();
+      await this.#pushRunResults(decided);
     }
     await this.#scheduleAlarm();
   }
 
   /** A redacted summary of the conversation (placeholders stay), when the tenant has summaries on. */
   async summarize(): Promise<{ ok: true; summary: string; provider: string; messages: number } | { ok: false; code: "not_found" | "feature_off" | "plan_canceled" | "budget_exhausted" | "provider_failing" }> {
+    this.#enter();
     const tenantId = this.#getMeta("tenant_id");
     if (!tenantId) return { ok: false, code: "not_found" };
     const context = await this.#loadTenantContext(tenantId);
@@ -518,6 +539,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** WebSocket upgrade for the web-chat channel (hibernation API: idle sockets cost nothing). */
   override async fetch(request: Request): Promise<Response> {
+    this.#enter();
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return Response.json({ error: { code: "bad_request", message: "expected a WebSocket upgrade" } }, { status: 426 });
     }
@@ -537,6 +559,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** A visitor's frame: stored once per client message id, acknowledged, and shown on the visitor's other tabs. */
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    this.#enter();
     if (this.ctx.getTags(ws).includes(STAFF_TAG)) {
       this.#staffFrame(ws, data);
       return;
@@ -585,6 +608,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.#enter();
     try {
       ws.close(code === 1005 || code === 1006 ? 1000 : code, "closing");
     } catch {
@@ -617,6 +641,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** One message by id, for the audited reveal (null when absent). */
   async getMessage(messageId: string): Promise<MessageView | null> {
+    this.#enter();
     const row = this.#sql.exec("SELECT * FROM messages WHERE id = ?", messageId).toArray()[0];
     return row ? this.#view(row) : null;
   }
@@ -808,12 +833,36 @@ export class Conversation extends DurableObject<Env> {
   }
 
   #getMeta(key: string): string | null {
+    const known = this.#meta.get(key);
+    if (known !== undefined) return known;
     const row = this.#sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-    return row ? String(row.value) : null;
+    const value = row ? String(row.value) : null;
+    this.#meta.set(key, value);
+    return value;
   }
 
   #setMeta(key: string, value: string): void {
     this.#sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+    this.#meta.set(key, value);
+  }
+
+  /**
+   * Every entry point starts here: meta values cached by earlier events are dropped, so storage
+   * edited outside this class (maintenance, tests moving time) is read afresh. Within an event,
+   * and across events interleaved with it, the copy stays exact (this object is the only writer).
+   */
+  #enter(): void {
+    this.#meta.clear();
+  }
+
+  /** One synchronous storage step; a rolled-back step also drops the meta values it may have cached. */
+  #transaction<T>(step: () => T): T {
+    try {
+      return this.ctx.storage.transactionSync(step);
+    } catch (err) {
+      this.#meta.clear();
+      throw err;
+    }
   }
 
   #bumpVersion(): void {
@@ -1009,8 +1058,13 @@ export class Conversation extends DurableObject<Env> {
    * End of an alarm run: the index row (when behind) and the agent-health
    * counters in one D1 batch. A failure leaves both for the next run.
    */
-  async #pushRunResults(): Promise<void> {
+  async #pushRunResults(decided: number): Promise<void> {
     if (this.#syncing) await this.#syncing.catch(() => false);
+    // A busy conversation (several messages coalesced into this run) pushes at most every
+    // RUN_PUSH_INTERVAL_MS; a quiet one at once. Urgent changes never wait (#syncIndexIfUrgent),
+    // and #scheduleAlarm keeps an alarm set while anything is left unpushed.
+    if (decided > 1 && Date.now() - this.#lastRunPush < RUN_PUSH_INTERVAL_MS) return;
+    this.#lastRunPush = Date.now();
     const health = this.#healthStatements();
     const behind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
     const index = behind ? this.#indexStatement() : null;
@@ -1103,7 +1157,8 @@ export class Conversation extends DurableObject<Env> {
    * message was stored before that read began (a message that arrived later
    * triggers a fresh read, so a decision never uses settings older than its message).
    */
-  #drainTasks(): Promise<void> {
+  /** Decides the due AI tasks; resolves to how many this drain took. */
+  #drainTasks(): Promise<number> {
     // Never two drains at once (an alarm retried while one still runs): provider calls stay strictly serial.
     this.#tasksDrain ??= this.#drainTasksOnce().finally(() => {
       this.#tasksDrain = null;
@@ -1111,14 +1166,16 @@ export class Conversation extends DurableObject<Env> {
     return this.#tasksDrain;
   }
 
-  async #drainTasksOnce(): Promise<void> {
+  async #drainTasksOnce(): Promise<number> {
     const run: TaskRun = { context: null, consent: null };
-    for (let i = 0; i < MAX_TASKS_PER_ALARM; i++) {
+    let taken = 0;
+    for (; taken < MAX_TASKS_PER_ALARM; taken++) {
       const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
-      if (!head || Number(head.next_attempt_at) > Date.now()) return;
+      if (!head || Number(head.next_attempt_at) > Date.now()) break;
       await this.#runTask(Number(head.message_seq), run);
       await this.#drainOutbox();
     }
+    return taken;
   }
 
   /** The tenant context for a message stored at `storedAt`, from this run's read when that read began after it. */
@@ -1192,7 +1249,7 @@ export class Conversation extends DurableObject<Env> {
       }
     }
     const special = detectSpecialCategories(text);
-    const flagged = this.ctx.storage.transactionSync(() => {
+    const flagged = this.#transaction(() => {
       if (settings.ai.intent && row.intent === null) this.#sql.exec("UPDATE messages SET intent = ? WHERE seq = ?", classifyIntent(text), seq);
       if (special.length > 0 && this.#getMeta("special_category") !== "1") {
         this.#setMeta("special_category", "1");
@@ -1252,7 +1309,7 @@ export class Conversation extends DurableObject<Env> {
   async #finishTask(seq: number, decision: Decision, settings: Settings): Promise<void> {
     const reply = decision.outcome === "sent" && decision.replyText ? await this.#sealOutbound(decision.replyText) : null;
     const notice = decision.outcome === "handoff" && settings.handoffMessage ? await this.#sealOutbound(settings.handoffMessage) : null;
-    const queued = this.ctx.storage.transactionSync(() => {
+    const queued = this.#transaction(() => {
       const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
       if (!pending) return false;
       const now = Date.now();
@@ -1291,7 +1348,7 @@ export class Conversation extends DurableObject<Env> {
   async #finishKeyword(seq: number, reply: string, providerMessageId: string): Promise<void> {
     const sealed = await this.#sealOutbound(reply);
     const clientKey = `keyword:${providerMessageId}`;
-    this.ctx.storage.transactionSync(() => {
+    this.#transaction(() => {
       const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
       if (!pending) return;
       this.#sql.exec("UPDATE tasks SET state = 'done', outcome = NULL, reason = 'keyword', reported = 1, decided_at = ? WHERE message_seq = ?", Date.now(), seq);
@@ -1485,7 +1542,7 @@ export class Conversation extends DurableObject<Env> {
     const attempts = Number(row.attempts) + 1;
     this.#sql.exec("UPDATE messages SET attempts = ?, updated_at = ? WHERE seq = ?", attempts, Date.now(), seq);
     const result = await this.#callProvider(row);
-    this.ctx.storage.transactionSync(() => {
+    this.#transaction(() => {
       const now = Date.now();
       // A status callback may have landed while we awaited the provider: never move a message backwards.
       const current = String(this.#sql.exec("SELECT status FROM messages WHERE seq = ?", seq).one().status) as MessageStatus;

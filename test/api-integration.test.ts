@@ -1,5 +1,7 @@
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { CHANNEL_CACHE_MS } from "../workers/support/ingest";
+import { sealChannelSecrets } from "../workers/support/keyring";
 import { api, call, createCustomChannel, createKey, createTenant, json, PLATFORM_KEY, postCustom, storeCounts } from "./helpers";
 
 describe("operator and tenancy", () => {
@@ -135,6 +137,32 @@ describe("channels", () => {
       expect(res.status).toBe(400);
     } finally {
       (env as { ALLOW_INSECURE_CALLBACKS: string }).ALLOW_INSECURE_CALLBACKS = prev;
+    }
+  });
+
+  it("accepts a secret rotated through another isolate at once, and stops a channel deleted elsewhere within the cache time", async () => {
+    const { ownerKey } = await createTenant();
+    const channel = await createCustomChannel(ownerKey);
+    // The first event puts the channel row in this isolate's cache.
+    expect((await postCustom(channel.id, channel.secret, { type: "message", id: "c1", from: "+393331112222", text: "one" })).status).toBe(200);
+    // Another isolate rotates the secret: only D1 changes, this isolate's copy is stale.
+    const next = "rotated-elsewhere-0123456789abcdef";
+    const sealed = await sealChannelSecrets(env, channel.id, { signingSecret: next });
+    await env.DB.prepare("UPDATE channels SET secrets = ? WHERE id = ?").bind(sealed, channel.id).run();
+    expect((await postCustom(channel.id, next, { type: "message", id: "c2", from: "+393331112222", text: "two" })).status).toBe(200);
+    const before = await storeCounts();
+    const stale = await postCustom(channel.id, channel.secret, { type: "message", id: "c3", from: "+393331112222", text: "three" });
+    expect(stale.status).toBe(401);
+    expect((await storeCounts()).security).toBe(before.security + 1);
+    // Another isolate deletes the channel: served from the cache at most CHANNEL_CACHE_MS more.
+    await env.DB.prepare("UPDATE channels SET status = 'deleted' WHERE id = ?").bind(channel.id).run();
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + CHANNEL_CACHE_MS + 1);
+      const gone = await postCustom(channel.id, next, { type: "message", id: "c4", from: "+393331112222", text: "four" });
+      expect(gone.status).toBe(404);
+    } finally {
+      vi.useRealTimers();
     }
   });
 

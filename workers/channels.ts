@@ -19,6 +19,7 @@ import { auditStatement, keyAudit } from "./support/audit";
 import { requireApiKey, requireScope } from "./support/auth";
 import type { AppEnv } from "./support/context";
 import { ApiError, badRequest, notFound } from "./support/errors";
+import { CHANNEL_CACHE_MS, forgetWebhookChannel } from "./support/ingest";
 import { openChannelSecrets, sealChannelSecrets } from "./support/keyring";
 import { bearerSecurity, createRouter, errorResponses, publicOrigin } from "./support/router";
 import type { Context } from "hono";
@@ -284,6 +285,7 @@ channels.openapi(
       c.env.DB.prepare("UPDATE channels SET secrets = ?, updated_at = ? WHERE id = ? AND tenant_id = ?").bind(sealed, now, row.id, auth.tenantId),
       auditStatement(c.env.DB, keyAudit(auth, "channel.secret_rotated", "channel", row.id)),
     ]);
+    forgetWebhookChannel(row.id);
     return c.json({ ...(await channelView(c, { ...row, secrets: sealed, updated_at: now })), generatedSecrets: generated }, 200);
   },
 );
@@ -293,7 +295,7 @@ channels.openapi(
     method: "delete",
     path: "/{id}",
     tags: ["Channels"],
-    summary: "Disconnect a channel (its webhooks answer 404 from now on)",
+    summary: `Disconnect a channel (its webhooks answer 404 from now on; isolates still holding a copy stop within ${CHANNEL_CACHE_MS / 1000} s)`,
     security: bearerSecurity,
     request: { params: IdParam },
     responses: { 200: { description: "Deleted", content: { "application/json": { schema: ChannelSchema } } }, ...errorResponses },
@@ -308,6 +310,7 @@ channels.openapi(
       c.env.DB.prepare("UPDATE channels SET status = 'deleted', secrets = ?, updated_at = ? WHERE id = ? AND tenant_id = ?").bind(emptied, now, row.id, auth.tenantId),
       auditStatement(c.env.DB, keyAudit(auth, "channel.deleted", "channel", row.id)),
     ]);
+    forgetWebhookChannel(row.id);
     return c.json(await channelView(c, { ...row, status: "deleted", secrets: emptied, updated_at: now }), 200);
   },
 );

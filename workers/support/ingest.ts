@@ -15,20 +15,61 @@ export interface WebhookChannel {
   config: StoredConfig;
   secrets: StoredSecrets;
   hashKey: CryptoKey;
+  /** The sealed secrets as stored: tells a re-read row from the copy this isolate already had. */
+  sealedSecrets: string;
 }
 
-/** Loads an active channel of one of `types` (404 otherwise: unknown ids reveal nothing). */
-export async function loadWebhookChannel(env: Env, channelId: string, types: readonly ChannelType[]): Promise<WebhookChannel> {
-  if (!/^ch_[a-z2-7]{20,32}$/.test(channelId)) throw new ApiError(404, "not_found", "channel not found");
+interface ChannelRow {
+  id: string;
+  tenant_id: string;
+  type: ChannelType;
+  config: string;
+  secrets: string;
+  hash_key: string;
+}
+
+/**
+ * How long an isolate reuses a channel's row before reading D1 again. Webhooks are the hot
+ * path (one D1 read per provider event otherwise); changes made through this isolate apply at
+ * once (forgetWebhookChannel), a secret rotated elsewhere is picked up at the first signature
+ * that fails against the cached copy, and a deleted channel or suspended tenant stops being
+ * served by every isolate within this time.
+ */
+export const CHANNEL_CACHE_MS = 10_000;
+const CHANNEL_CACHE_MAX = 1024;
+const channelRows = new Map<string, { at: number; row: ChannelRow }>();
+
+async function readChannelRow(env: Env, channelId: string, fresh: boolean): Promise<ChannelRow | null> {
+  const hit = channelRows.get(channelId);
+  if (hit && !fresh && Date.now() - hit.at < CHANNEL_CACHE_MS) return hit.row;
+  // Rows, never promises, are shared: a pending D1 read belongs to the request that started it.
   const row = await env.DB.prepare(
     `SELECT c.id, c.tenant_id, c.type, c.config, c.secrets, t.hash_key FROM channels c JOIN tenants t ON t.id = c.tenant_id
      WHERE c.id = ? AND c.status = 'active' AND t.status = 'active'`,
   )
     .bind(channelId)
-    .first<{ id: string; tenant_id: string; type: ChannelType; config: string; secrets: string; hash_key: string }>();
+    .first<ChannelRow>();
+  // Only active channels are kept: unknown ids (anyone can make them up) never fill the cache.
+  if (!row) {
+    channelRows.delete(channelId);
+    return null;
+  }
+  if (channelRows.size >= CHANNEL_CACHE_MAX) channelRows.clear();
+  channelRows.set(channelId, { at: Date.now(), row });
+  return row;
+}
+
+/** Drops this isolate's copy of a channel (after it was changed, rotated or deleted here). */
+export function forgetWebhookChannel(channelId: string): void {
+  channelRows.delete(channelId);
+}
+
+/** Loads an active channel of one of `types` (404 otherwise: unknown ids reveal nothing). */
+export async function loadWebhookChannel(env: Env, channelId: string, types: readonly ChannelType[], fresh = false): Promise<WebhookChannel> {
+  if (!/^ch_[a-z2-7]{20,32}$/.test(channelId)) throw new ApiError(404, "not_found", "channel not found");
+  const row = await readChannelRow(env, channelId, fresh);
   if (!row || !types.includes(row.type)) throw new ApiError(404, "not_found", "channel not found");
-  // The row is read every time (a deactivated channel or a rotated secret counts at once); what is
-  // derived from its exact stored values — parsed config, decrypted secrets — is kept per isolate.
+  // What is derived from the row's exact stored values — parsed config, decrypted secrets — is kept per isolate.
   const cacheKey = `${row.id}\u0000${row.config}\u0000${row.secrets}`;
   let opened = openedChannels.get(cacheKey);
   if (!opened) {
@@ -41,7 +82,32 @@ export async function loadWebhookChannel(env: Env, channelId: string, types: rea
     openedChannels.set(cacheKey, pending);
   }
   const [{ config, secrets }, hashKey] = await Promise.all([opened, tenantHashKey(env, row.tenant_id, row.hash_key)]);
-  return { id: row.id, tenantId: row.tenant_id, type: row.type, config, secrets, hashKey };
+  return { id: row.id, tenantId: row.tenant_id, type: row.type, config, secrets, hashKey, sealedSecrets: row.secrets };
+}
+
+/**
+ * Checks a request's signature against `loaded` with `check` (null: valid, else the reason).
+ * A failure re-reads the row once: a secret rotated through another isolate is accepted at
+ * once, not only after CHANNEL_CACHE_MS. Still failing: 401 and a security-log line.
+ */
+export async function verifiedWebhookChannel(
+  env: Env,
+  loaded: WebhookChannel,
+  types: readonly ChannelType[],
+  kind: string,
+  check: (channel: WebhookChannel) => Promise<string | null>,
+): Promise<WebhookChannel> {
+  let channel = loaded;
+  let failure = await check(channel);
+  if (failure !== null) {
+    const fresh = await loadWebhookChannel(env, channel.id, types, true);
+    if (fresh.sealedSecrets !== channel.sealedSecrets) {
+      channel = fresh;
+      failure = await check(channel);
+    }
+  }
+  if (failure !== null) await rejectSignature(env, channel, kind, failure);
+  return channel;
 }
 
 /** Channels' parsed config and decrypted secrets by (id, stored config, sealed secrets), per isolate. */

@@ -6,7 +6,7 @@ import { verifyParleySignature } from "../../lib/signatures";
 import type { AppEnv } from "../support/context";
 import { rawBody, requireContentType, strictUtf8 } from "../support/body";
 import { ApiError, zodIssues } from "../support/errors";
-import { applyStatus, ingestInbound, loadWebhookChannel, rejectSignature } from "../support/ingest";
+import { applyStatus, ingestInbound, loadWebhookChannel, verifiedWebhookChannel } from "../support/ingest";
 import { publicOrigin } from "../support/router";
 
 export const customWebhooks = new Hono<AppEnv>();
@@ -39,15 +39,17 @@ export const customEventSchema = z.discriminatedUnion("type", [
 
 customWebhooks.post("/:channelId", async (c) => {
   requireContentType(c, "application/json");
-  const channel = await loadWebhookChannel(c.env, c.req.param("channelId"), ["custom"]);
+  const loaded = await loadWebhookChannel(c.env, c.req.param("channelId"), ["custom"]);
   const body = strictUtf8(await rawBody(c));
-  const verdict = await verifyParleySignature(
-    acceptedSigningSecrets(channel.secrets, Date.now()),
-    body,
-    c.req.header("x-parley-signature"),
-    Math.floor(Date.now() / 1000),
-  );
-  if (!verdict.ok) await rejectSignature(c.env, channel, "parley_signature", verdict.reason);
+  const channel = await verifiedWebhookChannel(c.env, loaded, ["custom"], "parley_signature", async (candidate) => {
+    const verdict = await verifyParleySignature(
+      acceptedSigningSecrets(candidate.secrets, Date.now()),
+      body,
+      c.req.header("x-parley-signature"),
+      Math.floor(Date.now() / 1000),
+    );
+    return verdict.ok ? null : verdict.reason;
+  });
   let json: unknown;
   try {
     json = JSON.parse(body);

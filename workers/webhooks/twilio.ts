@@ -6,7 +6,7 @@ import { importInboundMedia } from "../attachments";
 import type { AppEnv } from "../support/context";
 import { requireContentType, rawBody, strictUtf8 } from "../support/body";
 import { ApiError, zodIssues } from "../support/errors";
-import { applyStatus, ingestInbound, loadWebhookChannel, rejectSignature, type WebhookChannel } from "../support/ingest";
+import { applyStatus, ingestInbound, loadWebhookChannel, verifiedWebhookChannel, type WebhookChannel } from "../support/ingest";
 import { publicOrigin } from "../support/router";
 import type { Context } from "hono";
 import type { MediaRef } from "../../durable-objects/conversation";
@@ -42,16 +42,18 @@ const TWILIO_STATUS: Record<string, "sent" | "delivered" | "read" | "failed" | u
 /** Reads, verifies and parses a Twilio form post; nothing is stored before the signature checks out. */
 async function verifiedForm(c: Context<AppEnv>): Promise<{ channel: WebhookChannel; params: Map<string, string[]> }> {
   requireContentType(c, "application/x-www-form-urlencoded");
-  const channel = await loadWebhookChannel(c.env, c.req.param("channelId") ?? "", ["twilio_sms", "twilio_whatsapp"]);
+  const types = ["twilio_sms", "twilio_whatsapp"] as const;
+  const loaded = await loadWebhookChannel(c.env, c.req.param("channelId") ?? "", types);
   const text = strictUtf8(await rawBody(c));
   const params = new Map<string, string[]>();
   for (const [key, value] of new URLSearchParams(text)) params.set(key, [...(params.get(key) ?? []), value]);
   const url = new URL(c.req.url);
   const signedUrl = publicOrigin(c.env, c.req.url) + url.pathname + url.search;
-  const valid = channel.secrets.authToken
-    ? await verifyTwilioSignature(channel.secrets.authToken, signedUrl, params, c.req.header("x-twilio-signature"))
-    : false;
-  if (!valid) await rejectSignature(c.env, channel, "twilio_signature", c.req.header("x-twilio-signature") ? "mismatch" : "missing");
+  const signature = c.req.header("x-twilio-signature");
+  const channel = await verifiedWebhookChannel(c.env, loaded, types, "twilio_signature", async (candidate) => {
+    const valid = candidate.secrets.authToken ? await verifyTwilioSignature(candidate.secrets.authToken, signedUrl, params, signature) : false;
+    return valid ? null : signature ? "mismatch" : "missing";
+  });
   return { channel, params };
 }
 

@@ -9,7 +9,7 @@ import type { AppEnv } from "../support/context";
 import { logSecurityEvent } from "../support/audit";
 import { rawBody, requireContentType, strictUtf8 } from "../support/body";
 import { ApiError, zodIssues } from "../support/errors";
-import { applyStatus, ingestInbound, loadWebhookChannel, rejectSignature, type InboundMessage } from "../support/ingest";
+import { applyStatus, ingestInbound, loadWebhookChannel, verifiedWebhookChannel, type InboundMessage } from "../support/ingest";
 import { publicOrigin } from "../support/router";
 
 export const whatsappWebhooks = new Hono<AppEnv>();
@@ -116,12 +116,12 @@ const WA_STATUS: Record<string, "sent" | "delivered" | "read" | "failed" | undef
 
 whatsappWebhooks.post("/:channelId", async (c) => {
   requireContentType(c, "application/json");
-  const channel = await loadWebhookChannel(c.env, c.req.param("channelId"), ["whatsapp_cloud"]);
+  const loaded = await loadWebhookChannel(c.env, c.req.param("channelId"), ["whatsapp_cloud"]);
   const bytes = await rawBody(c);
   const signature = c.req.header("x-hub-signature-256");
-  if (!channel.secrets.appSecret || !(await verifyMetaSignature(channel.secrets.appSecret, bytes, signature))) {
-    await rejectSignature(c.env, channel, "whatsapp_signature", signature ? "mismatch" : "missing");
-  }
+  const channel = await verifiedWebhookChannel(c.env, loaded, ["whatsapp_cloud"], "whatsapp_signature", async (candidate) =>
+    candidate.secrets.appSecret && (await verifyMetaSignature(candidate.secrets.appSecret, bytes, signature)) ? null : signature ? "mismatch" : "missing",
+  );
   let json: unknown;
   try {
     json = JSON.parse(strictUtf8(bytes));
