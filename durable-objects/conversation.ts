@@ -25,7 +25,7 @@ import { staffMessageView } from "../workers/support/live-ticket";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /** How long an unwrapped subject key stays in memory (never in storage). */
 const KEY_CACHE_MS = 5 * 60_000;
 /** Shown instead of content whose subject key was destroyed (erased subject). */
@@ -290,7 +290,7 @@ export class Conversation extends DurableObject<Env> {
       if (created || status === "closed") this.#indexUrgent();
       return { duplicate: false, seq, messageId: id };
     });
-    if (!result.duplicate) await this.#scheduleAlarm();
+    if (!result.duplicate) await this.#alarmForNewTask(now);
     await this.#syncIndexIfUrgent();
     return result;
   }
@@ -763,6 +763,7 @@ export class Conversation extends DurableObject<Env> {
     if (version >= 1) {
       this.#migrateTo2();
       this.#migrateTo3();
+      this.#migrateTo4();
       return;
     }
     this.#sql.exec(`
@@ -830,6 +831,14 @@ export class Conversation extends DurableObject<Env> {
     if (Number(this.#getMeta("schema_version") ?? 0) >= 3) return;
     this.#sql.exec("ALTER TABLE messages ADD COLUMN enc INTEGER NOT NULL DEFAULT 0");
     this.#setMeta("schema_version", "3");
+    this.#migrateTo4();
+  }
+
+  #migrateTo4(): void {
+    if (Number(this.#getMeta("schema_version") ?? 0) >= 4) return;
+    // Decided-but-unreported tasks are looked up on every alarm run; without this each lookup walks every decided task.
+    this.#sql.exec("CREATE INDEX IF NOT EXISTS tasks_unreported ON tasks (message_seq) WHERE state = 'done' AND reported = 0");
+    this.#setMeta("schema_version", "4");
   }
 
   #getMeta(key: string): string | null {
@@ -1493,6 +1502,13 @@ export class Conversation extends DurableObject<Env> {
   }
 
   // ---------------------------------------------------------------- outbound
+
+  /** After queueing a task stored at `storedAt`: under load an alarm is usually set early enough already. */
+  async #alarmForNewTask(storedAt: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current !== null && current <= Math.max(storedAt, this.#alarmStartedAt + ALARM_COALESCE_MS)) return;
+    await this.#scheduleAlarm();
+  }
 
   async #scheduleAlarm(at?: number): Promise<void> {
     const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
