@@ -248,7 +248,7 @@ export class Conversation extends DurableObject<Env> {
    * sequence number and append are one synchronous storage step.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
-    this.#enter();
+    // No #enter(): the hot path keeps what earlier events cached (nothing but this object writes it).
     const duplicate = this.#sql
       .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
       .toArray()[0];

@@ -100,9 +100,19 @@ export async function sha256Hex(data: string | Uint8Array<ArrayBuffer>): Promise
 
 /** Imports raw bytes or a UTF-8 string as an HMAC key for the given hash. */
 export async function importHmacKey(secret: string | Uint8Array<ArrayBuffer>, hash: "SHA-1" | "SHA-256"): Promise<CryptoKey> {
-  const raw = typeof secret === "string" ? utf8(secret) : secret;
-  return crypto.subtle.importKey("raw", raw, { name: "HMAC", hash }, false, ["sign"]);
+  if (typeof secret !== "string") return crypto.subtle.importKey("raw", secret, { name: "HMAC", hash }, false, ["sign"]);
+  // Webhook secrets are imported once per process, not once per request (keys, never pending promises, are shared).
+  const cacheKey = `${hash}\u0000${secret}`;
+  const cached = hmacKeys.get(cacheKey);
+  if (cached) return cached;
+  const key = await crypto.subtle.importKey("raw", utf8(secret), { name: "HMAC", hash }, false, ["sign"]);
+  if (hmacKeys.size >= HMAC_KEYS_MAX) hmacKeys.clear();
+  hmacKeys.set(cacheKey, key);
+  return key;
 }
+
+const hmacKeys = new Map<string, CryptoKey>();
+const HMAC_KEYS_MAX = 256;
 
 /** HMAC of a UTF-8 message. */
 export async function hmac(key: CryptoKey, message: string): Promise<Uint8Array<ArrayBuffer>> {

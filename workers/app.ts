@@ -58,8 +58,9 @@ export const app = new OpenAPIHono<AppEnv>({
 });
 
 const securityHeaders = secureHeaders({ crossOriginResourcePolicy: "same-origin", referrerPolicy: "no-referrer" });
-// WebSocket upgrade responses come back from the Durable Object with immutable headers.
-app.use("*", (c, next) => (c.req.path.startsWith("/chat/") ? next() : securityHeaders(c, next)));
+// WebSocket upgrade responses come back from the Durable Object with immutable headers. Webhook
+// answers go to providers' servers, never to a browser, and are the hot path: browser headers are skipped there.
+app.use("*", (c, next) => (c.req.path.startsWith("/chat/") || c.req.path.startsWith("/webhooks/") ? next() : securityHeaders(c, next)));
 // Rate limits before any body is read: per API key on /v1, per channel on webhooks and web-chat upgrades (429 + Retry-After).
 app.use("/v1/*", rateLimit);
 app.use("/webhooks/*", rateLimit);
