@@ -513,10 +513,10 @@ async function main(): Promise<void> {
       const fresh = `p${Date.now().toString(36)}`;
       const variants: { label: string; target: Target; overrides: Partial<DriverConfig> }[] = [
         { label: "baseline: Hono + object appends a row", target: baseTarget, overrides: {} },
-        { label: "parley: unknown channel → 404 (Worker, middleware, 1 D1 read)", target: parleyTarget, overrides: { channelId: `ch_${"a".repeat(26)}`, expectStatus: 404 } },
-        { label: "parley: bad signature → 401 (+ secrets decrypt, HMAC check, security-log D1 write)", target: parleyTarget, overrides: { secret: "whsec_not_the_secret", expectStatus: 401 } },
-        { label: "parley: new message → 200 (+ schema, ids, object: seal, append, AI task, D1 index upsert, alarm)", target: parleyTarget, overrides: { runId: fresh } },
-        { label: "parley: same messages again → 200 duplicate (+ schema, ids, object RPC, dedupe read)", target: parleyTarget, overrides: { runId: fresh } },
+        { label: "parley: unknown channel → 404 (Worker, middleware, 1 D1 read: unknown ids are never cached)", target: parleyTarget, overrides: { channelId: `ch_${"a".repeat(26)}`, expectStatus: 404 } },
+        { label: "parley: bad signature → 401 (cached channel, HMAC check, D1 re-read of the row, security-log D1 write)", target: parleyTarget, overrides: { secret: "whsec_not_the_secret", expectStatus: 401 } },
+        { label: "parley: new message → 200 (cached channel, HMAC, schema, ids, object: seal, append, AI task, alarm run, D1 index)", target: parleyTarget, overrides: { runId: fresh } },
+        { label: "parley: same messages again → 200 duplicate (cached channel, HMAC, schema, ids, object RPC, dedupe read)", target: parleyTarget, overrides: { runId: fresh } },
       ];
       for (const v of variants) {
         await waitIdle();

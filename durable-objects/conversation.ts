@@ -230,6 +230,8 @@ export class Conversation extends DurableObject<Env> {
   #staffAgain = false;
   /** The meta table as read or written during the current event(s): see #enter. */
   #meta = new Map<string, string | null>();
+  /** Messages queued for delivery by this instance (tells a task that queued a reply from one that did not). */
+  #outboundQueued = 0;
   /** When an alarm run last pushed its results to D1 (memory only: a fresh object pushes at once). */
   #lastRunPush = 0;
 
@@ -281,7 +283,7 @@ export class Conversation extends DurableObject<Env> {
       if (status === "closed") this.#setMeta("status", "open");
       this.#setMeta("last_activity_at", String(now));
       this.#setMeta("last_inbound_at", String(now));
-      this.#setMeta("public_origin", input.publicOrigin);
+      if (this.#getMeta("public_origin") !== input.publicOrigin) this.#setMeta("public_origin", input.publicOrigin);
       // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
       this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
       this.#bumpVersion();
@@ -1179,10 +1181,15 @@ export class Conversation extends DurableObject<Env> {
     const run: TaskRun = { context: null, consent: null };
     let taken = 0;
     for (; taken < MAX_TASKS_PER_ALARM; taken++) {
-      const head = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
-      if (!head || Number(head.next_attempt_at) > Date.now()) break;
-      await this.#runTask(Number(head.message_seq), run);
-      await this.#drainOutbox();
+      // The task and its message in one read (m.* is null when the message is gone).
+      const head = this.#sql
+        .exec("SELECT t.message_seq AS task_seq, t.next_attempt_at AS task_due, t.attempts AS task_attempts, m.* FROM tasks t LEFT JOIN messages m ON m.seq = t.message_seq WHERE t.state = 'pending' ORDER BY t.message_seq LIMIT 1")
+        .toArray()[0];
+      if (!head || Number(head.task_due) > Date.now()) break;
+      const queuedBefore = this.#outboundQueued;
+      await this.#runTask(Number(head.task_seq), head.seq === null ? undefined : head, Number(head.task_attempts), run);
+      // Only a task that queued something has a delivery to make before the next decision.
+      if (this.#outboundQueued !== queuedBefore) await this.#drainOutbox();
     }
     return taken;
   }
@@ -1205,15 +1212,12 @@ export class Conversation extends DurableObject<Env> {
     return run.consent.value;
   }
 
-  async #runTask(seq: number, run: TaskRun): Promise<void> {
-    const row = this.#sql.exec("SELECT * FROM messages WHERE seq = ?", seq).toArray()[0];
-    const task = this.#sql.exec("SELECT attempts FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
-    if (!row || !task) {
+  async #runTask(seq: number, row: Row | undefined, attempts: number, run: TaskRun): Promise<void> {
+    if (!row) {
       this.#sql.exec("DELETE FROM tasks WHERE message_seq = ? AND state = 'pending'", seq);
       return;
     }
     const tenantId = this.#getMeta("tenant_id") ?? "";
-    const attempts = Number(task.attempts);
     const storedAt = Number(row.created_at);
     let context: TenantContext;
     try {
@@ -1371,6 +1375,7 @@ export class Conversation extends DurableObject<Env> {
 
   /** Appends an outbound message and its outbox entry (call inside a storage transaction). */
   #queueOutbound(sealed: SealedMessage, author: MessageAuthor, authorId: string | null, now: number, clientKey: string | null = null): number {
+    this.#outboundQueued++;
     const seq = this.#nextSeq();
     this.#sql.exec(
       `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, enc, created_at, updated_at)
