@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { metaSignature, parleySignature, twilioSignature } from "../lib/signatures";
 import { WEBHOOK_BODY_LIMIT } from "../workers/app";
 import { deepArray, deepObject, hostileStrings, PROTO_KEYS } from "./fuzz-values";
-import { api, BASE, call, createCustomChannel, createTenant, json, type Tenant } from "./helpers";
+import { api, BASE, call, createCustomChannel, createTenant, json, settle, type Tenant } from "./helpers";
 
 const ACCOUNT_SID = `AC${"b".repeat(32)}`;
 const AUTH_TOKEN = "fuzz-twilio-auth-token-0123456789";
@@ -68,6 +68,10 @@ async function expectContract(res: Response, what: string): Promise<{ status: nu
 
 /** What a refused delivery must not change: D1 rows (logs of refusals aside) and messages anywhere. */
 async function storeSnapshot(): Promise<Record<string, number>> {
+  // Accepted messages finish in their objects' alarms (a "STOP" withdraws consent there): let that land
+  // first, so only what the request under test did can show up between two snapshots.
+  const { results: conversations } = await env.DB.prepare("SELECT id FROM conversations").all<{ id: string }>();
+  for (const c of conversations) await settle(c.id);
   const { results } = await env.DB.prepare(
     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' AND name NOT IN ('security_log', 'audit_log', 'audit_chain', 'sweep_state', 'agent_health', 'agent_health_keys')",
   ).all<{ name: string }>();
