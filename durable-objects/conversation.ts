@@ -251,11 +251,8 @@ export class Conversation extends DurableObject<Env> {
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
     // No #enter(): the hot path keeps what earlier events cached (nothing but this object writes it).
-    const duplicate = this.#sql
-      .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
-      .toArray()[0];
-    if (duplicate) return { duplicate: true, seq: Number(duplicate.seq), messageId: String(duplicate.id) };
-    // Encrypt before the synchronous step (crypto is async); the dedupe check inside it is what counts.
+    // Encrypt before the synchronous step (crypto is async); the dedupe check is inside it (a provider's
+    // retry pays one wasted encryption, every new message saves a read).
     const now = Date.now();
     const id = newId("msg", now);
     const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
@@ -281,8 +278,10 @@ export class Conversation extends DurableObject<Env> {
       );
       const status = this.#getMeta("status");
       if (status === "closed") this.#setMeta("status", "open");
-      this.#setMeta("last_activity_at", String(now));
-      this.#setMeta("last_inbound_at", String(now));
+      this.#setMetas([
+        ["last_activity_at", String(now)],
+        ["last_inbound_at", String(now)],
+      ]);
       if (this.#getMeta("public_origin") !== input.publicOrigin) this.#setMeta("public_origin", input.publicOrigin);
       // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
       this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
@@ -857,6 +856,15 @@ export class Conversation extends DurableObject<Env> {
     this.#meta.set(key, value);
   }
 
+  /** Several meta values in one statement. */
+  #setMetas(entries: readonly (readonly [string, string])[]): void {
+    this.#sql.exec(
+      `INSERT INTO meta (key, value) VALUES ${entries.map(() => "(?, ?)").join(", ")} ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
+      ...entries.flat(),
+    );
+    for (const [key, value] of entries) this.#meta.set(key, value);
+  }
+
   /**
    * Every entry point starts here: meta values cached by earlier events are dropped, so storage
    * edited outside this class (maintenance, tests moving time) is read afresh. Within an event,
@@ -1323,17 +1331,17 @@ export class Conversation extends DurableObject<Env> {
     const reply = decision.outcome === "sent" && decision.replyText ? await this.#sealOutbound(decision.replyText) : null;
     const notice = decision.outcome === "handoff" && settings.handoffMessage ? await this.#sealOutbound(settings.handoffMessage) : null;
     const queued = this.#transaction(() => {
-      const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
-      if (!pending) return false;
       const now = Date.now();
-      this.#sql.exec(
-        "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ?",
+      // Only a still-pending task is decided (a retried alarm finds it done and changes nothing).
+      const decided = this.#sql.exec(
+        "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ? AND state = 'pending'",
         decision.outcome,
         decision.reason,
         randomToken(16),
         now,
         seq,
       );
+      if (decided.rowsWritten === 0) return false;
       let sends = false;
       if (reply) {
         this.#queueOutbound(reply, "ai", null, now);
