@@ -88,6 +88,37 @@ describe("ordering and dedupe inside the conversation object", () => {
   });
 });
 
+describe("index and agent-health pushes from alarm runs", () => {
+  const indexCount = async (id: string) =>
+    (await env.DB.prepare("SELECT message_count FROM conversations WHERE id = ?").bind(id).first<{ message_count: number }>())?.message_count;
+  const unreported = (id: string) =>
+    runInDurableObject(stubFor(id), (_i, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'done' AND reported = 0").one().n));
+  const burst = async (channel: { id: string; secret: string }, prefix: string) => {
+    for (let i = 0; i < 3; i++) expect((await postCustom(channel.id, channel.secret, { type: "message", id: `${prefix}${i}`, from: "+393331234567", text: `msg ${i}` })).status).toBe(200);
+  };
+
+  it("a quiet run pushes at once; a busy one at most every 5 s, and the next run catches up", async () => {
+    const { ownerKey, channel, conversationId } = await conversationWithMessage();
+    await runDurableObjectAlarm(stubFor(conversationId));
+    // One message decided: pushed at once.
+    expect(await indexCount(conversationId)).toBe(1);
+    expect(await unreported(conversationId)).toBe(0);
+    // A burst decided in one run right after a push: held back (nothing lost, still unreported, an alarm stays set).
+    await burst(channel, "a");
+    await runInDurableObject(stubFor(conversationId), (_i, state) => state.storage.sql.exec("UPDATE tasks SET next_attempt_at = 0 WHERE state = 'pending'"));
+    await runDurableObjectAlarm(stubFor(conversationId));
+    expect(await indexCount(conversationId)).toBe(1);
+    expect(await unreported(conversationId)).toBe(3);
+    expect(await runInDurableObject(stubFor(conversationId), (_i, state) => state.storage.getAlarm())).not.toBeNull();
+    // The follow-up run (nothing new to decide) pushes everything.
+    await runDurableObjectAlarm(stubFor(conversationId));
+    expect(await indexCount(conversationId)).toBe(4);
+    expect(await unreported(conversationId)).toBe(0);
+    const health = (await json(await api("GET", "/v1/agent-health", ownerKey))) as { totals: Record<string, number> };
+    expect(Object.values(health.totals).reduce((a, b) => a + b, 0)).toBe(4);
+  });
+});
+
 describe("outbound delivery from alarms", () => {
   it("retries 5xx with backoff and ends sent, signed for the custom callback", async () => {
     const { ownerKey, channel, conversationId } = await conversationWithMessage();
