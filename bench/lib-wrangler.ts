@@ -18,7 +18,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { cp, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, PROJECT_ROOT, sleep } from "../test/e2e/harness";
+import { freePort, PROJECT_ROOT, sleep, wranglerEnv } from "../test/e2e/harness";
 
 const WRANGLER_BIN = join(PROJECT_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
 /** `wrangler dev` without the DevTools inspector (see the file's header for why). */
@@ -41,22 +41,6 @@ function devServerArgs(options: DevServerOptions, port: number, persistDir: stri
   return [WRANGLER_BIN, "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persistDir, ...env, "--inspector-port", "0", "--show-interactive-dev-session=false", "--live-reload=false"];
 }
 const SNAPSHOT_EXCLUDED = new Set([".git", ".wrangler", "node_modules", ".parley", "test", "test-artifacts", "bench", ".ci", "dist"]);
-
-function wranglerEnv(logDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of Object.keys(env)) if (key.startsWith("VITEST") || key === "NODE_ENV" || key === "TEST" || key.startsWith("CLOUDFLARE_")) delete env[key];
-  return {
-    ...env,
-    CI: "true",
-    NO_COLOR: "1",
-    FORCE_COLOR: "0",
-    WRANGLER_SEND_METRICS: "false",
-    WRANGLER_SEND_ERROR_REPORTS: "false",
-    WRANGLER_HIDE_BANNER: "true",
-    WRANGLER_LOG_PATH: logDir,
-    CLOUDFLARE_CF_FETCH_ENABLED: "false",
-  };
-}
 
 /** wrangler.toml without its `[assets]` table. */
 export function withoutAssets(toml: string): string {

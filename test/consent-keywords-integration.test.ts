@@ -8,13 +8,12 @@
  * fail and the control test passes.
  */
 import { env } from "cloudflare:workers";
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { keywordReply } from "../lib/consent/keywords";
 import { utf8 } from "../lib/encoding";
 import { metaSignature, twilioSignature } from "../lib/signatures";
 import type { ChannelType } from "../d1/schema";
-import { api, BASE, call, createTenant, json, postCustom } from "./helpers";
+import { api, BASE, call, createTenant, json, postCustom, settle } from "./helpers";
 
 const TENANT = "Pizzeria Da Mario";
 const ACCOUNT_SID = `AC${"a".repeat(32)}`;
@@ -136,23 +135,6 @@ async function conversationOf(s: Setup, phone: string): Promise<string> {
 
 /** Runs the conversation object's alarm until nothing is due (AI tasks, outbox). */
 /** Runs the object's alarm until no decision or delivery is pending (an alarm may also be running on its own). */
-async function settle(conversationId: string): Promise<void> {
-  const stub = env.CONVERSATION.get(env.CONVERSATION.idFromName(conversationId));
-  for (let i = 0; i < 40; i++) {
-    const pending = await runInDurableObject(stub, (_i, state) => {
-      state.storage.sql.exec("UPDATE tasks SET next_attempt_at = 0 WHERE state = 'pending'");
-      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = 0");
-      const t = state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending' OR (state = 'done' AND reported = 0)").one().n;
-      const o = state.storage.sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n;
-      return Number(t) + Number(o);
-    });
-    if (pending === 0) return;
-    await runDurableObjectAlarm(stub);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error("conversation did not settle");
-}
-
 async function stateFor(s: Setup, phone: string, purpose: string): Promise<string | undefined> {
   const body = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(phone)}`, s.ownerKey))) as { current: { purpose: string; state: string }[] };
   return body.current.find((c) => c.purpose === purpose)?.state;
@@ -249,7 +231,7 @@ for (const kind of KINDS) {
           expect(granted.status).toBe(201);
           await inbound(kind, s, phone, `in-${phone}-1`, text);
           const conversationId = await conversationOf(s, phone);
-          await settle(conversationId);
+          await settle(conversationId, 10);
           expect(await stateFor(s, phone, PURPOSE[kind]), text).toBe("withdrawn");
           await expectConfirmation(s, conversationId, keywordReply("opt_out", locale, { tenantName: TENANT }));
           await expectNoAiDecision(s);
@@ -263,10 +245,10 @@ for (const kind of KINDS) {
           const phone = nextPhone();
           await inbound(kind, s, phone, `in-${phone}-1`, "STOP");
           const conversationId = await conversationOf(s, phone);
-          await settle(conversationId);
+          await settle(conversationId, 10);
           expect(await stateFor(s, phone, PURPOSE[kind])).toBe("withdrawn");
           await inbound(kind, s, phone, `in-${phone}-2`, text);
-          await settle(conversationId);
+          await settle(conversationId, 10);
           expect(await stateFor(s, phone, PURPOSE[kind]), text).toBe("granted");
           const replies = (await messagesOf(s, conversationId)).filter((m) => m.direction === "outbound").map((m) => m.text);
           expect(replies).toEqual([keywordReply("opt_out", "en", { tenantName: TENANT }), keywordReply("opt_in", locale, { tenantName: TENANT })]);
@@ -281,7 +263,7 @@ for (const kind of KINDS) {
           const phone = nextPhone();
           await inbound(kind, s, phone, `in-${phone}-1`, text);
           const conversationId = await conversationOf(s, phone);
-          await settle(conversationId);
+          await settle(conversationId, 10);
           expect(await stateFor(s, phone, PURPOSE[kind])).toBe("none");
           await expectConfirmation(s, conversationId, keywordReply("help", locale, { tenantName: TENANT }));
           await expectNoAiDecision(s);
@@ -294,7 +276,7 @@ for (const kind of KINDS) {
       await inbound(kind, s, phone, `in-${phone}-dup`, "Stop");
       await inbound(kind, s, phone, `in-${phone}-dup`, "Stop");
       const conversationId = await conversationOf(s, phone);
-      await settle(conversationId);
+      await settle(conversationId, 10);
       const { history } = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(phone)}`, s.ownerKey))) as { history: unknown[] };
       expect(history).toHaveLength(1);
       const replies = (await messagesOf(s, conversationId)).filter((m) => m.direction === "outbound");
@@ -311,7 +293,7 @@ describe("control: an ordinary message does reach the AI", { timeout: 90_000 }, 
       const phone = nextPhone();
       await inbound(kind, s, phone, `in-${phone}-1`, "Please stop by the shop tomorrow, what time do you open?");
       const conversationId = await conversationOf(s, phone);
-      await settle(conversationId);
+      await settle(conversationId, 10);
       expect(await stateFor(s, phone, PURPOSE[kind])).toBe("none");
       const health = (await json(await api("GET", "/v1/agent-health", s.ownerKey))) as { totals: Record<string, number> };
       expect(Object.values(health.totals).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);

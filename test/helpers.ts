@@ -79,8 +79,8 @@ export async function storeCounts(): Promise<{ conversations: number; security: 
   return { conversations: c?.n ?? 0, security: s?.n ?? 0 };
 }
 
-/** Runs the conversation object's alarm until no AI decision or delivery is pending (bounded). */
-export async function settle(conversationId: string): Promise<void> {
+/** Runs the conversation object's alarm until no AI decision or delivery is pending (bounded), pausing `pauseMs` between runs. */
+export async function settle(conversationId: string, pauseMs = 0): Promise<void> {
   const stub = env.CONVERSATION.get(env.CONVERSATION.idFromName(conversationId));
   for (let i = 0; i < 40; i++) {
     const pending = await runInDurableObject(stub, (_i, state) => {
@@ -92,6 +92,8 @@ export async function settle(conversationId: string): Promise<void> {
     });
     if (pending === 0) return;
     await runDurableObjectAlarm(stub);
+    // Lets work the alarm handed to waitUntil (e.g. a provider call's follow-up) land before the next look.
+    if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
   }
   throw new Error("conversation did not settle");
 }

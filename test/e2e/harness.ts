@@ -170,16 +170,15 @@ async function snapshotProject(dest: string): Promise<void> {
 }
 
 /** Environment for wrangler child processes: non-interactive, no telemetry, no outside fetches. */
-function wranglerEnv(logDir: string): NodeJS.ProcessEnv {
+export function wranglerEnv(logDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of Object.keys(env)) {
     // The runner's own markers would change how wrangler/miniflare behave; this must be a plain dev server.
     if (key.startsWith("VITEST") || key === "NODE_ENV" || key === "TEST") delete env[key];
+    // Never let the ambient shell leak into the Worker's bindings (CLOUDFLARE_INCLUDE_PROCESS_ENV),
+    // .env files replace ours, or an account's credentials reach a local run.
+    if (key.startsWith("CLOUDFLARE_")) delete env[key];
   }
-  // Never let the ambient shell leak into the Worker's bindings, nor .env files replace ours.
-  delete env.CLOUDFLARE_INCLUDE_PROCESS_ENV;
-  delete env.CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV;
-  delete env.CLOUDFLARE_ENV;
   return {
     ...env,
     CI: "true",
