@@ -7,6 +7,8 @@
 //   BENCH_LOAD_MESSAGES=1000                 messages per level at least (max(2·N, this))
 //   BENCH_LOAD_AI=1                          keep the tenant's automatic AI replies on (default off:
 //                                            the offline provider's decisions are measured elsewhere)
+//   BENCH_LOAD_ROUNDS=3                      interleaved rounds per level (baseline and Parley alternate
+//                                            who goes first); ratios use each target's median p50
 //   BENCH_LOAD_DEVTOOLS=1                    run both Workers under the `wrangler dev` CLI with its
 //                                            DevTools inspector attached (default: wrangler's API with
 //                                            the inspector off, bench/dev-server.mjs — the inspector makes
@@ -196,6 +198,8 @@ interface Target {
 interface RunFigures {
   target: string;
   n: number;
+  /** Which of the level's interleaved rounds (1-based). */
+  round: number;
   messages: number;
   conversations: number;
   acked: number;
@@ -230,6 +234,7 @@ async function main(): Promise<void> {
   const keepAi = process.env.BENCH_LOAD_AI === "1";
   const viaProxy = process.env.BENCH_LOAD_VIA_PROXY === "1";
   const devtools = process.env.BENCH_LOAD_DEVTOOLS === "1";
+  const rounds = Math.max(1, Number(process.env.BENCH_LOAD_ROUNDS ?? 3) || 1);
   const profile = process.env.BENCH_LOAD_PROFILE !== "0";
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const machine = (record: Record<string, unknown>) => out(`BENCH webhook-load ${JSON.stringify(record)}`);
@@ -439,57 +444,66 @@ async function main(): Promise<void> {
     await waitIdle();
 
     const figures: RunFigures[] = [];
+    /** Median of a target's p50 (or other figure) over a level's rounds. */
+    const median = (values: number[]) => percentile(values, 50);
+    const ratioLine = (n: number) => {
+      const of = (name: string) => figures.filter((f) => f.n === n && f.target === name);
+      const base = of("baseline");
+      const parley = of("parley");
+      if (base.length === 0 || parley.length === 0) return null;
+      const m = (list: RunFigures[], key: "p50" | "p95" | "p99" | "messagesPerSecond") => median(list.map((f) => f[key]));
+      return {
+        n,
+        rounds: Math.min(base.length, parley.length),
+        p50: Math.round((m(parley, "p50") / m(base, "p50")) * 100) / 100,
+        p95: Math.round((m(parley, "p95") / m(base, "p95")) * 100) / 100,
+        p99: Math.round((m(parley, "p99") / m(base, "p99")) * 100) / 100,
+        throughput: Math.round((m(parley, "messagesPerSecond") / m(base, "messagesPerSecond")) * 100) / 100,
+        perRoundP50: base.map((b, i) => Math.round(((parley[i]?.p50 ?? Number.NaN) / b.p50) * 100) / 100),
+      };
+    };
     for (const n of levels) {
       const total = Math.max(2 * n, minMessages);
-      const pair: RunFigures[] = [];
-      for (const target of targets) {
-        await waitIdle();
-        const { config, result, cpu } = await runOnce(target, n, total);
-        const deferred = await deferredCpu(target);
-        const verdict = await target.verify(config, result);
-        const lost = verdict.problems.filter((p) => p.startsWith("lost")).length;
-        const duplicated = verdict.problems.filter((p) => p.startsWith("duplicated")).length;
-        const f: RunFigures = {
-          target: target.name,
-          n,
-          messages: total,
-          conversations,
-          acked: result.acks.length,
-          unacked: result.unacked.length,
-          retries: result.retries,
-          failures: result.failures,
-          wallMs: Math.round(result.wallMs),
-          messagesPerSecond: Math.round((result.acks.length / result.wallMs) * 1000 * 10) / 10,
-          p50: percentile(result.latencies, 50),
-          p95: percentile(result.latencies, 95),
-          p99: percentile(result.latencies, 99),
-          max: percentile(result.latencies, 100),
-          workerdCpuMsPerMessage: Math.round((cpu / Math.max(1, result.acks.length)) * 100) / 100,
-          deferredCpuMsPerMessage: Math.round((deferred / Math.max(1, result.acks.length)) * 100) / 100,
-          duplicatesAcked: result.acks.filter((a) => a.duplicate).length,
-          verified: verdict.checked,
-          lost,
-          duplicated,
-          problems: verdict.problems.slice(0, 10),
-        };
-        if (result.samples.length) f.problems.push(...result.samples.map((s) => `answer: ${s}`));
-        machine({ ...f });
-        pair.push(f);
-        figures.push(f);
+      for (let round = 1; round <= rounds; round++) {
+        // Who goes first alternates, so neither always runs on a machine the other just warmed or loaded.
+        for (const target of round % 2 === 1 ? targets : [...targets].reverse()) {
+          await waitIdle();
+          const { config, result, cpu } = await runOnce(target, n, total);
+          const deferred = await deferredCpu(target);
+          const verdict = await target.verify(config, result);
+          const lost = verdict.problems.filter((p) => p.startsWith("lost")).length;
+          const duplicated = verdict.problems.filter((p) => p.startsWith("duplicated")).length;
+          const f: RunFigures = {
+            target: target.name,
+            n,
+            round,
+            messages: total,
+            conversations,
+            acked: result.acks.length,
+            unacked: result.unacked.length,
+            retries: result.retries,
+            failures: result.failures,
+            wallMs: Math.round(result.wallMs),
+            messagesPerSecond: Math.round((result.acks.length / result.wallMs) * 1000 * 10) / 10,
+            p50: percentile(result.latencies, 50),
+            p95: percentile(result.latencies, 95),
+            p99: percentile(result.latencies, 99),
+            max: percentile(result.latencies, 100),
+            workerdCpuMsPerMessage: Math.round((cpu / Math.max(1, result.acks.length)) * 100) / 100,
+            deferredCpuMsPerMessage: Math.round((deferred / Math.max(1, result.acks.length)) * 100) / 100,
+            duplicatesAcked: result.acks.filter((a) => a.duplicate).length,
+            verified: verdict.checked,
+            lost,
+            duplicated,
+            problems: verdict.problems.slice(0, 10),
+          };
+          if (result.samples.length) f.problems.push(...result.samples.map((s) => `answer: ${s}`));
+          machine({ ...f });
+          figures.push(f);
+        }
       }
-      const [base, parley] = pair;
-      if (base && parley) {
-        machine({
-          ratio: true,
-          n,
-          p50: Math.round((parley.p50 / base.p50) * 100) / 100,
-          p95: Math.round((parley.p95 / base.p95) * 100) / 100,
-          p99: Math.round((parley.p99 / base.p99) * 100) / 100,
-          throughput: Math.round((parley.messagesPerSecond / base.messagesPerSecond) * 100) / 100,
-          targetP50: 1.5,
-          met: parley.p50 <= 1.5 * base.p50,
-        });
-      }
+      const ratio = ratioLine(n);
+      if (ratio) machine({ ratio: true, ...ratio, targetP50: 1.5, met: ratio.p50 <= 1.5 });
     }
 
     // ------------------------------------------------------------ what costs what
@@ -538,19 +552,19 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------ human summary
     out("");
-    out("target    N      msgs   msg/s    p50 ms   p95 ms   p99 ms   max ms   cpu ms/msg (+after)  retries  acked-stored-once");
+    out("target    N      round  msgs   msg/s    p50 ms   p95 ms   p99 ms   max ms   cpu ms/msg (+after)  retries  acked-stored-once");
     for (const f of figures) {
       out(
-        `${f.target.padEnd(9)} ${String(f.n).padEnd(6)} ${String(f.messages).padEnd(6)} ${f.messagesPerSecond.toFixed(1).padStart(6)}  ${f.p50.toFixed(1).padStart(7)}  ${f.p95.toFixed(1).padStart(7)}  ${f.p99.toFixed(1).padStart(7)}  ${f.max.toFixed(0).padStart(7)}  ${f.workerdCpuMsPerMessage.toFixed(2).padStart(10)} (+${f.deferredCpuMsPerMessage.toFixed(2)})  ${String(f.retries).padStart(7)}  ${f.lost === 0 && f.duplicated === 0 && f.unacked === 0 ? "yes" : `NO (lost ${f.lost}, dup ${f.duplicated}, unacked ${f.unacked})`}`,
+        `${f.target.padEnd(9)} ${String(f.n).padEnd(6)} ${String(f.round).padEnd(6)} ${String(f.messages).padEnd(6)} ${f.messagesPerSecond.toFixed(1).padStart(6)}  ${f.p50.toFixed(1).padStart(7)}  ${f.p95.toFixed(1).padStart(7)}  ${f.p99.toFixed(1).padStart(7)}  ${f.max.toFixed(0).padStart(7)}  ${f.workerdCpuMsPerMessage.toFixed(2).padStart(10)} (+${f.deferredCpuMsPerMessage.toFixed(2)})  ${String(f.retries).padStart(7)}  ${f.lost === 0 && f.duplicated === 0 && f.unacked === 0 ? "yes" : `NO (lost ${f.lost}, dup ${f.duplicated}, unacked ${f.unacked})`}`,
       );
     }
     out("");
     for (const n of levels) {
-      const base = figures.find((f) => f.n === n && f.target === "baseline");
-      const parley = figures.find((f) => f.n === n && f.target === "parley");
-      if (!base || !parley) continue;
-      const r = parley.p50 / base.p50;
-      out(`N=${n}: Parley/baseline p50 ${r.toFixed(2)}× (target ≤ 1.5×: ${r <= 1.5 ? "met" : "MISSED"}), p95 ${(parley.p95 / base.p95).toFixed(2)}×, p99 ${(parley.p99 / base.p99).toFixed(2)}×, throughput ${(parley.messagesPerSecond / base.messagesPerSecond).toFixed(2)}×`);
+      const r = ratioLine(n);
+      if (!r) continue;
+      out(
+        `N=${n}: Parley/baseline median p50 ${r.p50.toFixed(2)}× over ${r.rounds} round(s) (target ≤ 1.5×: ${r.p50 <= 1.5 ? "met" : "MISSED"}; per round ${r.perRoundP50.map((x) => `${x.toFixed(2)}×`).join(", ")}), p95 ${r.p95.toFixed(2)}×, p99 ${r.p99.toFixed(2)}×, throughput ${r.throughput.toFixed(2)}×`,
+      );
     }
     for (const f of figures) for (const p of f.problems) out(`  ${f.target} N=${f.n}: ${p}`);
     if (steps.length) {
@@ -559,7 +573,7 @@ async function main(): Promise<void> {
       for (const st of steps) out(`  p50 ${st.p50.toFixed(1).padStart(7)} ms  p95 ${st.p95.toFixed(1).padStart(7)} ms  ${st.messagesPerSecond.toFixed(1).padStart(6)}/s  cpu ${st.cpuMsPerMessage.toFixed(2).padStart(6)} (+${st.deferredCpuMsPerMessage.toFixed(2)}) ms  ${st.label}`);
     }
     mkdirSync(join(here, "results"), { recursive: true });
-    writeFileSync(join(here, "results", "webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, figures, profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
+    writeFileSync(join(here, "results", "webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, rounds, figures, ratios: levels.map(ratioLine), profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
     out(`results → bench/results/webhook-load.json (${Math.round((Date.now() - benchStarted) / 1000)} s)`);
     const broken = figures.filter((f) => f.target === "parley" && (f.lost > 0 || f.duplicated > 0 || f.problems.some((p) => p.startsWith("mismatch") || p.startsWith("unexpected"))));
     if (broken.length) {
