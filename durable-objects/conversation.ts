@@ -761,12 +761,15 @@ export class Conversation extends DurableObject<Env> {
     this.#sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     const version = Number(this.#getMeta("schema_version") ?? 0);
     if (version >= SCHEMA_VERSION) return;
-    if (version >= 1) {
-      this.#migrateTo2();
-      this.#migrateTo3();
-      this.#migrateTo4();
-      return;
-    }
+    if (version < 1) this.#createV1();
+    // Each step skips itself when already applied.
+    this.#migrateTo2();
+    this.#migrateTo3();
+    this.#migrateTo4();
+  }
+
+  /** v1: messages, the outbox and statuses that beat their send. */
+  #createV1(): void {
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         seq INTEGER PRIMARY KEY,
@@ -800,7 +803,6 @@ export class Conversation extends DurableObject<Env> {
       );
     `);
     this.#setMeta("schema_version", "1");
-    this.#migrateTo2();
   }
 
   /** v2: the AI decision queue, the placeholder vault and intent labels. */
@@ -824,7 +826,6 @@ export class Conversation extends DurableObject<Env> {
       ALTER TABLE messages ADD COLUMN intent TEXT;
     `);
     this.#setMeta("schema_version", "2");
-    this.#migrateTo3();
   }
 
   /** v3: message bodies, vault originals and the address are sealed under the subject key (`enc` marks sealed rows). */
@@ -832,9 +833,9 @@ export class Conversation extends DurableObject<Env> {
     if (Number(this.#getMeta("schema_version") ?? 0) >= 3) return;
     this.#sql.exec("ALTER TABLE messages ADD COLUMN enc INTEGER NOT NULL DEFAULT 0");
     this.#setMeta("schema_version", "3");
-    this.#migrateTo4();
   }
 
+  /** v4: an index for decided tasks not yet counted in agent health. */
   #migrateTo4(): void {
     if (Number(this.#getMeta("schema_version") ?? 0) >= 4) return;
     // Decided-but-unreported tasks are looked up on every alarm run; without this each lookup walks every decided task.
@@ -852,8 +853,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   #setMeta(key: string, value: string): void {
-    this.#sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
-    this.#meta.set(key, value);
+    this.#setMetas([[key, value]]);
   }
 
   /** Several meta values in one statement. */
@@ -1175,8 +1175,8 @@ export class Conversation extends DurableObject<Env> {
    * restrictions are read from D1 once per run and reused for the tasks whose
    * message was stored before that read began (a message that arrived later
    * triggers a fresh read, so a decision never uses settings older than its message).
+   * Resolves to how many tasks this drain took.
    */
-  /** Decides the due AI tasks; resolves to how many this drain took. */
   #drainTasks(): Promise<number> {
     // Never two drains at once (an alarm retried while one still runs): provider calls stay strictly serial.
     this.#tasksDrain ??= this.#drainTasksOnce().finally(() => {

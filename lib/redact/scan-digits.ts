@@ -9,7 +9,7 @@ import { hasCurrencyContext, hasSsnContext, hasVatContext, hasVersionContext, nu
 import { ibanAt, ibanStartBefore } from "./iban";
 import { FALLBACK_COUNTRIES, validateInternational, validateNational } from "./phone";
 import { RUN_SOURCE, runCount, runEnd, runStart } from "./prescan";
-import { cardIssuerPrefixValid, cardIssuerValid, ipv4Valid, luhnValid, partitaIvaValid, ssnValid } from "./validators";
+import { cardIssuerPrefixValid, cardIssuerValid, ipv4Valid, luhnTerm, luhnValid, partitaIvaValid, ssnValid } from "./validators";
 
 const RUN_RE = new RegExp(RUN_SOURCE, "g");
 
@@ -295,12 +295,7 @@ function cardRunValid(text: string, k: number): boolean {
   let double = false;
   for (let g = k - 1; g >= 0; g--) {
     for (let i = (gEnd[g] as number) - 1, s = gStart[g] as number; i >= s; i--) {
-      let d = text.charCodeAt(i) - 48;
-      if (double) {
-        d *= 2;
-        if (d > 9) d -= 9;
-      }
-      sum += d;
+      sum += luhnTerm(text.charCodeAt(i) - 48, double);
       double = !double;
     }
   }

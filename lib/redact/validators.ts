@@ -3,17 +3,19 @@
 
 const C0 = 48; // "0"
 
+/** A digit's Luhn contribution: every second digit from the right (`double`) is doubled, minus 9 above 9. */
+export function luhnTerm(d: number, double: boolean): number {
+  if (!double) return d;
+  const twice = d * 2;
+  return twice > 9 ? twice - 9 : twice;
+}
+
 /** Luhn check over a string of ASCII digits only. */
 export function luhnValid(digits: string): boolean {
   let sum = 0;
   let double = false;
   for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - C0;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
+    sum += luhnTerm(digits.charCodeAt(i) - C0, double);
     double = !double;
   }
   return sum % 10 === 0;

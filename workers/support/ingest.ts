@@ -93,14 +93,13 @@ export async function loadWebhookChannel(env: Env, channelId: string, types: rea
 export async function verifiedWebhookChannel(
   env: Env,
   loaded: WebhookChannel,
-  types: readonly ChannelType[],
   kind: string,
   check: (channel: WebhookChannel) => Promise<string | null>,
 ): Promise<WebhookChannel> {
   let channel = loaded;
   let failure = await check(channel);
   if (failure !== null) {
-    const fresh = await loadWebhookChannel(env, channel.id, types, true);
+    const fresh = await loadWebhookChannel(env, channel.id, [channel.type], true);
     if (fresh.sealedSecrets !== channel.sealedSecrets) {
       channel = fresh;
       failure = await check(channel);

@@ -41,7 +41,7 @@ customWebhooks.post("/:channelId", async (c) => {
   requireContentType(c, "application/json");
   const loaded = await loadWebhookChannel(c.env, c.req.param("channelId"), ["custom"]);
   const body = strictUtf8(await rawBody(c));
-  const channel = await verifiedWebhookChannel(c.env, loaded, ["custom"], "parley_signature", async (candidate) => {
+  const channel = await verifiedWebhookChannel(c.env, loaded, "parley_signature", async (candidate) => {
     const verdict = await verifyParleySignature(
       acceptedSigningSecrets(candidate.secrets, Date.now()),
       body,

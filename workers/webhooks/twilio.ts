@@ -42,15 +42,14 @@ const TWILIO_STATUS: Record<string, "sent" | "delivered" | "read" | "failed" | u
 /** Reads, verifies and parses a Twilio form post; nothing is stored before the signature checks out. */
 async function verifiedForm(c: Context<AppEnv>): Promise<{ channel: WebhookChannel; params: Map<string, string[]> }> {
   requireContentType(c, "application/x-www-form-urlencoded");
-  const types = ["twilio_sms", "twilio_whatsapp"] as const;
-  const loaded = await loadWebhookChannel(c.env, c.req.param("channelId") ?? "", types);
+  const loaded = await loadWebhookChannel(c.env, c.req.param("channelId") ?? "", ["twilio_sms", "twilio_whatsapp"]);
   const text = strictUtf8(await rawBody(c));
   const params = new Map<string, string[]>();
   for (const [key, value] of new URLSearchParams(text)) params.set(key, [...(params.get(key) ?? []), value]);
   const url = new URL(c.req.url);
   const signedUrl = publicOrigin(c.env, c.req.url) + url.pathname + url.search;
   const signature = c.req.header("x-twilio-signature");
-  const channel = await verifiedWebhookChannel(c.env, loaded, types, "twilio_signature", async (candidate) => {
+  const channel = await verifiedWebhookChannel(c.env, loaded, "twilio_signature", async (candidate) => {
     const valid = candidate.secrets.authToken ? await verifyTwilioSignature(candidate.secrets.authToken, signedUrl, params, signature) : false;
     return valid ? null : signature ? "mismatch" : "missing";
   });

@@ -119,7 +119,7 @@ whatsappWebhooks.post("/:channelId", async (c) => {
   const loaded = await loadWebhookChannel(c.env, c.req.param("channelId"), ["whatsapp_cloud"]);
   const bytes = await rawBody(c);
   const signature = c.req.header("x-hub-signature-256");
-  const channel = await verifiedWebhookChannel(c.env, loaded, ["whatsapp_cloud"], "whatsapp_signature", async (candidate) =>
+  const channel = await verifiedWebhookChannel(c.env, loaded, "whatsapp_signature", async (candidate) =>
     candidate.secrets.appSecret && (await verifyMetaSignature(candidate.secrets.appSecret, bytes, signature)) ? null : signature ? "mismatch" : "missing",
   );
   let json: unknown;
