@@ -14,7 +14,6 @@ interface Msg {
 
 const stubFor = (id: string) => env.CONVERSATION.get(env.CONVERSATION.idFromName(id));
 
-
 const KB = [
   { question: "What are your opening hours?", answer: "We are open Monday to Saturday 9:00-19:00, Sunday 10:00-13:00." },
   { question: "Quali sono gli orari di apertura?", answer: "Siamo aperti dal lunedì al sabato 9-19, la domenica 10-13." },

@@ -437,7 +437,6 @@ describe("POST /v1/billing/checkout", () => {
   });
 });
 
-
 describe("plan status and the AI", () => {
   it("a canceled tenant's AI is not called (skipped: plan_canceled); `none` and `past_due` keep answering", async () => {
     const aiRequests: string[] = [];
