@@ -212,6 +212,22 @@ describe("IBAN", () => {
       { numRuns: 400 },
     );
   });
+
+  it("still finds a card written right after an IBAN in groups, and always returns", () => {
+    const grouped = validIban.map((compact) => compact.replace(/(.{4})(?=.)/g, "$1 "));
+    const fragment = fc.constantFrom("4111", "1111", "32", "00", "ordine", "+39", "-", " ");
+    fc.assert(
+      fc.property(grouped, validCard, fc.array(fragment, { maxLength: 12 }), (iban, card, tail) => {
+        const cardInFours = card.replace(/(.{4})(?=.)/g, "$1 ");
+        expect(redactedOf(`${iban} ${cardInFours}`, "IBAN")).toEqual([iban]);
+        expect(redactedOf(`${iban} ${cardInFours}`, "CARD")).toEqual([cardInFours]);
+        // Whatever follows, the call returns (the token scan once stepped back to this IBAN forever).
+        const text = `${iban} ${tail.join(" ")}`;
+        expect(redact(text).text.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 400 },
+    );
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

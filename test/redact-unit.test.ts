@@ -129,6 +129,19 @@ describe("IBAN", () => {
     expect(found(text, "IBAN")).toEqual([iban]);
   });
 
+  it("finds what follows an IBAN in the same run of groups, and always returns", () => {
+    // Once looped forever: the token scan found this IBAN again from every later group and stepped back to it.
+    const text = "GB82 WEST 1234 5698 7654 32 4111 1111 1111 1111";
+    expect(r(text).text).toBe("[IBAN_1] [CARD_1]");
+    expect(r("NL91 ABNA 0417 1643 00 +39 333 123 4567").text).toBe("[IBAN_1] [PHONE_1]");
+    expect(r("GB82 WEST 1234 5698 7654 32 ordine 4832920").text).toBe("[IBAN_1] ordine 4832920");
+    // A token whose trimmed end lies far behind the next sample.
+    expect(r(`${"x".repeat(21)}${"_".repeat(40)} y`).entities).toEqual([]);
+    const t0 = Date.now();
+    for (let k = 1; k <= 40; k++) r(`${text} ${"4111 ".repeat(k)}`);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+  });
+
   it("keeps IBAN-looking strings with a wrong checksum or length", () => {
     expect(types("IT61 X054 2811 1010 0000 0123 456")).not.toContain("IBAN");
     expect(types("DE89 3704 0044 0532 0130")).not.toContain("IBAN");

@@ -21,8 +21,15 @@ export function isAsciiLetter(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90);
 }
 
+/**
+ * CLS over every UTF-16 code unit, so a charCodeAt() result indexes it without a `c < 128` test in
+ * the loops that walk every character of a token or group (NaN, past the end, reads undefined: no class).
+ */
+const CLS16 = new Uint8Array(65536);
+CLS16.set(CLS);
+
 export function isAlnum(c: number): boolean {
-  return c < 128 && ((CLS[c] as number) & (DIGIT | LETTER)) !== 0;
+  return ((CLS16[c] as number) & (DIGIT | LETTER)) !== 0;
 }
 
 export function isUpperAlnum(c: number): boolean {
@@ -35,7 +42,7 @@ export function isWordChar(c: number): boolean {
 }
 
 export function isTokenChar(c: number): boolean {
-  return c < 128 && (CLS[c] as number) !== 0;
+  return (CLS16[c] as number) > 0;
 }
 
 export function isHex(c: number): boolean {

@@ -22,12 +22,17 @@ function compactUpper(text: string, start: number, end: number, count: number): 
 const IBAN_LENGTH_TABLE = new Uint8Array(26 * 26);
 for (const [cc, n] of Object.entries(IBAN_LENGTHS)) IBAN_LENGTH_TABLE[(cc.charCodeAt(0) - 65) * 26 + cc.charCodeAt(1) - 65] = n;
 
-/** Validates an IBAN starting at `start` (single spaces or dashes allowed between characters); returns its end or -1. */
-export function ibanAt(text: string, start: number, out: Candidate[]): number {
+/** IBAN length of the country named by the two letters at `start` (any case); 0 when they name none. */
+function ibanLengthAt(text: string, start: number): number {
   const c0 = (text.charCodeAt(start) & ~32) - 65;
   const c1 = (text.charCodeAt(start + 1) & ~32) - 65;
-  if (c0 < 0 || c0 > 25 || c1 < 0 || c1 > 25) return -1;
-  const ibanLen = IBAN_LENGTH_TABLE[c0 * 26 + c1] as number;
+  if (c0 < 0 || c0 > 25 || c1 < 0 || c1 > 25) return 0;
+  return IBAN_LENGTH_TABLE[c0 * 26 + c1] as number;
+}
+
+/** Validates an IBAN starting at `start` (single spaces or dashes allowed between characters); returns its end or -1. */
+export function ibanAt(text: string, start: number, out: Candidate[]): number {
+  const ibanLen = ibanLengthAt(text, start);
   if (ibanLen === 0) return -1;
   const len = text.length;
   let count = 4;
@@ -49,11 +54,13 @@ export function ibanAt(text: string, start: number, out: Candidate[]): number {
 }
 
 /**
- * Start of an IBAN written in groups ("IT60 X054 2811 ...") that ends up in the digit run at
- * `runStart`: walks back over groups of up to four alphanumerics to a "XX00" group at a word start.
+ * An IBAN written in groups ("IT60 X054 2811 ...") that reaches the digit run or group at `pos`:
+ * walks back over groups of up to four alphanumerics, trying each "XX00" group at a word start as
+ * its first group (the nearest that validates wins: "GR12" may just be a group inside a longer one).
+ * Returns the IBAN's end (its candidate pushed to `out`) or -1.
  */
-export function ibanStartBefore(text: string, runStart: number): number {
-  let p = runStart;
+export function ibanBefore(text: string, pos: number, out: Candidate[]): number {
+  let p = pos;
   for (let groups = 0; groups < 8; groups++) {
     const sep = text.charCodeAt(p - 1);
     if (sep !== 32 && sep !== 45 && sep !== 0xa0) return -1;
@@ -64,13 +71,13 @@ export function ibanStartBefore(text: string, runStart: number): number {
     if (n === 0 || n > 4) return -1;
     if (
       n === 4 &&
-      isAsciiLetter(text.charCodeAt(s)) &&
-      isAsciiLetter(text.charCodeAt(s + 1)) &&
       isDigit(text.charCodeAt(s + 2)) &&
       isDigit(text.charCodeAt(s + 3)) &&
+      ibanLengthAt(text, s) !== 0 &&
       (s === 0 || !isWordChar(text.charCodeAt(s - 1)))
     ) {
-      return s;
+      const end = ibanAt(text, s, out);
+      if (end > 0) return end;
     }
     p = s;
   }
@@ -98,6 +105,9 @@ export function ibanAroundGroup(text: string, groupEnd: number, out: Candidate[]
     if (!((sep === 32 || sep === 45 || sep === 0xa0) && isAlnum(text.charCodeAt(gs - 2)))) return -1;
   }
   if (out.length > 0 && covered(out, 0, gs, groupEnd)) return -1;
-  const start = first ? gs : ibanStartBefore(text, gs);
-  return start < 0 ? -1 : ibanAt(text, start, out);
+  if (first) {
+    const end = ibanAt(text, gs, out);
+    if (end > 0) return end;
+  }
+  return ibanBefore(text, gs, out);
 }

@@ -3,8 +3,13 @@
 // of one regex pass each. The two alternatives can never overlap (runs hold no letters, keywords
 // no digits), so the matches are exactly those each regex finds on its own.
 
-/** Digit runs: a digit and at least six more digits or separators (space, nbsp, . - / ( )). */
-export const RUN_SOURCE = "\\d[\\d \\u00a0.\\-/()]{6,}";
+const RUN_CHAR = "[\\d \\u00a0.\\-/()]";
+/**
+ * Digit runs: a digit and at least six more digits or separators (space, nbsp, . - / ( )). The six
+ * are written out rather than as `{6,}`: irregexp then rejects the many short numbers (prices,
+ * times, room numbers) with a quick look at the next few characters (a fifth less regex time).
+ */
+export const RUN_SOURCE = `\\d${RUN_CHAR.repeat(6)}${RUN_CHAR}*`;
 /** Keywords whose value may follow "is"/"è" or bare digits; matched case-insensitively. */
 export const WEAK_KEYWORD_SOURCE = "p(?:ass(?:word|wort|wd|code|phrase|e)|wd|in(?: ?code)?)|otp|cv[vc]";
 

@@ -6,7 +6,7 @@ import type { Candidate, Enabled } from "./candidate";
 import { PRIORITY, covered } from "./candidate";
 import { isAlnum, isAsciiLetter, isDigit, isUpperAlnum, isWordChar } from "./chars";
 import { hasCurrencyContext, hasSsnContext, hasVatContext, hasVersionContext, numberContext } from "./context";
-import { ibanAt, ibanStartBefore } from "./iban";
+import { ibanAt, ibanBefore } from "./iban";
 import { FALLBACK_COUNTRIES, validateInternational, validateNational } from "./phone";
 import { RUN_SOURCE, runCount, runEnd, runStart } from "./prescan";
 import { cardIssuerPrefixValid, cardIssuerValid, ipv4Valid, luhnTerm, luhnValid, partitaIvaValid, ssnValid } from "./validators";
@@ -161,6 +161,8 @@ function scanMatch(text: string, i: number, matchEnd: number, out: Candidate[], 
     const next = scanRun(text, i, matchEnd, out, en, country);
     if (next > matchEnd) return next; // an IBAN may extend past the match
     i = next;
+    // An IBAN ends wherever its last group does: the next run starts at the next digit, not at a separator.
+    while (i < matchEnd && !isDigit(text.charCodeAt(i))) i++;
   }
   return matchEnd;
 }
@@ -235,24 +237,22 @@ function scanRun(text: string, from: number, limit: number, out: Candidate[], en
     // "FR76 3000 6000 ..." (run starts at the check digits) or "IT60 X054 2811 ..." (run starts later).
     let ws = runStart;
     while (ws > 0 && runStart - ws < 5 && isAlnum(text.charCodeAt(ws - 1))) ws--;
-    let ibanStart = -1;
+    let end = -1;
     if (
       runStart - ws === 2 &&
       isAsciiLetter(text.charCodeAt(ws)) &&
       isAsciiLetter(text.charCodeAt(ws + 1)) &&
       (ws === 0 || !isWordChar(text.charCodeAt(ws - 1)))
     ) {
-      ibanStart = ws;
-    } else if (ws > 0) {
+      end = ibanAt(text, ws, out);
+    }
+    // Not an IBAN start ("AA7" may be the last group of "MT17 AAAA ... AA7"): walk back over the groups.
+    if (end < 0 && ws > 0) {
       const b = text.charCodeAt(ws - 1);
-      if (b === 32 || b === 45 || b === 0xa0) ibanStart = ibanStartBefore(text, ws);
+      if (b === 32 || b === 45 || b === 0xa0) end = ibanBefore(text, ws, out);
     }
-    if (ibanStart >= 0) {
-      const end = ibanAt(text, ibanStart, out);
-      if (end > 0) {
-        return end > resume ? end : resume;
-      }
-    }
+    // Digits after the IBAN's last group ("... 7654 32 4111 1111 1111 1111") are runs of their own.
+    if (end > from) return end;
   }
 
   // Glued to letters on the right: a unit ("30kg"), a code ("1234XL"), a percentage, an email.

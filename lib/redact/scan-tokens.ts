@@ -136,7 +136,8 @@ export function scanTokens(text: string, out: Candidate[], en: Enabled): void {
       // Samples 15 apart keep landing on the spaces of an IBAN in groups of 4: look at the group.
       if (en.IBAN && (c === 32 || c === 0xa0) && isUpperAlnum(text.charCodeAt(p - 1)) && isUpperAlnum(text.charCodeAt(p + 1))) {
         const end = ibanAroundGroup(text, p, out);
-        if (end > 0) p = end - 1;
+        // The IBAN found may end before this sample (it starts groups earlier): never step back.
+        if (end - 1 > p) p = end - 1;
       }
       continue;
     }
@@ -150,7 +151,8 @@ export function scanTokens(text: string, out: Candidate[], en: Enabled): void {
       const end = ibanAroundGroup(text, e, out);
       if (end > 0) e = end;
     }
-    // Next sample strictly after this run.
-    p = e - 1;
+    // Next sample strictly after this run, and never behind this one: an IBAN found from here may
+    // end earlier, and a token's trimmed end may too; stepping back would find them again forever.
+    if (e - 1 > p) p = e - 1;
   }
 }
