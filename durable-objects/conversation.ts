@@ -261,31 +261,36 @@ export class Conversation extends DurableObject<Env> {
     const result = this.#transaction((): IngestResult => {
       const created = this.#getMeta("conversation_id") === null;
       this.#claimIdentity(input, sealedAddress);
-      const existing = this.#sql
-        .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
+      // Dedupe, next sequence number and append in one statement: the partial unique index on inbound
+      // provider ids turns a repeat into no row, and the rowid alias `seq` takes the next number.
+      const inserted = this.#sql
+        .exec(
+          `INSERT INTO messages (id, direction, author, author_id, body, media, provider_message_id, status, attempts, enc, created_at, updated_at)
+           VALUES (?, 'inbound', 'end_user', NULL, ?, '[]', ?, 'received', 0, 1, ?, ?) ON CONFLICT DO NOTHING RETURNING seq`,
+          id,
+          body,
+          input.providerMessageId,
+          now,
+          now,
+        )
         .toArray()[0];
-      if (existing) return { duplicate: true, seq: Number(existing.seq), messageId: String(existing.id) };
-      const seq = this.#nextSeq();
-      this.#sql.exec(
-        `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, enc, created_at, updated_at)
-         VALUES (?, ?, 'inbound', 'end_user', NULL, ?, '[]', ?, 'received', 0, 1, ?, ?)`,
-        seq,
-        id,
-        body,
-        input.providerMessageId,
-        now,
-        now,
-      );
+      if (!inserted) {
+        const existing = this.#sql
+          .exec("SELECT seq, id FROM messages WHERE direction = 'inbound' AND provider_message_id = ?", input.providerMessageId)
+          .one();
+        return { duplicate: true, seq: Number(existing.seq), messageId: String(existing.id) };
+      }
+      const seq = Number(inserted.seq);
       const status = this.#getMeta("status");
-      if (status === "closed") this.#setMeta("status", "open");
-      this.#setMetas([
+      const metas: [string, string][] = [
         ["last_activity_at", String(now)],
         ["last_inbound_at", String(now)],
-      ]);
-      if (this.#getMeta("public_origin") !== input.publicOrigin) this.#setMeta("public_origin", input.publicOrigin);
+      ];
+      if (status === "closed") metas.push(["status", "open"]);
+      if (this.#getMeta("public_origin") !== input.publicOrigin) metas.push(["public_origin", input.publicOrigin]);
       // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
       this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
-      this.#bumpVersion();
+      this.#bumpVersion(metas);
       // A new conversation's row and a reopened status are what D1 readers rely on right after the ack;
       // activity and message count follow from the alarm (one index write per run, not per message).
       if (created || status === "closed") this.#indexUrgent();
@@ -884,8 +889,9 @@ export class Conversation extends DurableObject<Env> {
     }
   }
 
-  #bumpVersion(): void {
-    this.#setMeta("version", String(Number(this.#getMeta("version") ?? 0) + 1));
+  /** A new version of the conversation (written together with `also`, one statement). */
+  #bumpVersion(also: readonly (readonly [string, string])[] = []): void {
+    this.#setMetas([["version", String(Number(this.#getMeta("version") ?? 0) + 1)], ...also]);
     this.#staffChanged();
     // Visitors learn at once when a person takes over (AI Act art. 50 disclosure), not only when the first human reply arrives.
     const status = this.#getMeta("status");
@@ -1174,7 +1180,8 @@ export class Conversation extends DurableObject<Env> {
    * provider calls never overlap. The tenant's context and the subject's
    * restrictions are read from D1 once per run and reused for the tasks whose
    * message was stored before that read began (a message that arrived later
-   * triggers a fresh read, so a decision never uses settings older than its message).
+   * waits for the next run and its fresh read, so a decision never uses
+   * settings older than its message).
    * Resolves to how many tasks this drain took.
    */
   #drainTasks(): Promise<number> {
@@ -1194,12 +1201,19 @@ export class Conversation extends DurableObject<Env> {
         .exec("SELECT t.message_seq AS task_seq, t.next_attempt_at AS task_due, t.attempts AS task_attempts, m.* FROM tasks t LEFT JOIN messages m ON m.seq = t.message_seq WHERE t.state = 'pending' ORDER BY t.message_seq LIMIT 1")
         .toArray()[0];
       if (!head || Number(head.task_due) > Date.now()) break;
+      // One control-plane read per run: a message stored after it waits for the next run (never decided on older settings).
+      if (head.seq !== null && !this.#runReadCovers(run, Number(head.created_at))) break;
       const queuedBefore = this.#outboundQueued;
       await this.#runTask(Number(head.task_seq), head.seq === null ? undefined : head, Number(head.task_attempts), run);
       // Only a task that queued something has a delivery to make before the next decision.
       if (this.#outboundQueued !== queuedBefore) await this.#drainOutbox();
     }
     return taken;
+  }
+
+  /** Whether this run's control-plane reads (if any yet) began after a message stored at `storedAt`. */
+  #runReadCovers(run: TaskRun, storedAt: number): boolean {
+    return (!run.context || run.context.readFrom > storedAt) && (!run.consent || run.consent.readFrom > storedAt);
   }
 
   /** The tenant context for a message stored at `storedAt`, from this run's read when that read began after it. */
@@ -1271,7 +1285,11 @@ export class Conversation extends DurableObject<Env> {
     }
     const special = detectSpecialCategories(text);
     const flagged = this.#transaction(() => {
-      if (settings.ai.intent && row.intent === null) this.#sql.exec("UPDATE messages SET intent = ? WHERE seq = ?", classifyIntent(text), seq);
+      if (settings.ai.intent && row.intent === null) {
+        this.#sql.exec("UPDATE messages SET intent = ?, updated_at = ? WHERE seq = ?", classifyIntent(text), Date.now(), seq);
+        // Staff see the label (the row's new updated_at brings it to their sockets); the index row does not change.
+        this.#staffChanged();
+      }
       if (special.length > 0 && this.#getMeta("special_category") !== "1") {
         this.#setMeta("special_category", "1");
         this.#bumpVersion();
@@ -1356,7 +1374,8 @@ export class Conversation extends DurableObject<Env> {
           sends = true;
         }
       }
-      this.#bumpVersion();
+      // A decision that sends nothing and changes no status leaves the conversation (and its index row) as it was.
+      if (sends || handoff) this.#bumpVersion();
       if (handoff) this.#indexUrgent();
       return sends;
     });
@@ -1518,9 +1537,10 @@ export class Conversation extends DurableObject<Env> {
 
   /** After queueing a task stored at `storedAt`: under load an alarm is usually set early enough already. */
   async #alarmForNewTask(storedAt: number): Promise<void> {
+    // The new task is the earliest thing that can be due (older work keeps its own, earlier, alarm).
+    const due = Math.max(storedAt, this.#alarmStartedAt + ALARM_COALESCE_MS);
     const current = await this.ctx.storage.getAlarm();
-    if (current !== null && current <= Math.max(storedAt, this.#alarmStartedAt + ALARM_COALESCE_MS)) return;
-    await this.#scheduleAlarm();
+    if (current === null || current > due) await this.ctx.storage.setAlarm(due);
   }
 
   async #scheduleAlarm(at?: number): Promise<void> {
