@@ -221,6 +221,10 @@ export class Conversation extends DurableObject<Env> {
   /** Unwrapped subject keys by id (null: destroyed). Memory only: storage snapshots never hold a usable key. */
   #keys = new Map<string, { at: number; key: CryptoKey | null }>();
   #liveKey: { at: number; value: SubjectKey } | null = null;
+  /** The live key's load in flight, if any. */
+  #liveKeyLoad: Promise<SubjectKey> | null = null;
+  /** Bumped whenever the cached keys are dropped (erase, restore): a load started earlier is not cached. */
+  #keyGeneration = 0;
   /** Staff live updates: the flush in flight, and whether another change landed meanwhile. */
   #staffFlush: Promise<void> | null = null;
   /** Last conversation status told to visitors' sockets (lost on hibernation: a repeat frame is harmless). */
@@ -405,8 +409,7 @@ export class Conversation extends DurableObject<Env> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.#meta.clear();
-    this.#keys.clear();
-    this.#liveKey = null;
+    this.#dropKeys();
     this.#migrate();
     this.#transaction(() => {
       for (const [key, value] of Object.entries(snapshot.meta)) {
@@ -448,8 +451,7 @@ export class Conversation extends DurableObject<Env> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.#meta.clear();
-    this.#keys.clear();
-    this.#liveKey = null;
+    this.#dropKeys();
     this.#channelCache = null;
     // deleteAll drops the tables too; recreate them so the object stays usable (and empty).
     this.#migrate();
@@ -1118,15 +1120,36 @@ export class Conversation extends DurableObject<Env> {
   // ---------------------------------------------------------------- encryption at rest
 
   /** The subject's live data key (unwrapped in memory only, for a few minutes). */
+  /** Forgets every cached subject key (and any load in flight). */
+  #dropKeys(): void {
+    this.#keys.clear();
+    this.#liveKey = null;
+    this.#liveKeyLoad = null;
+    this.#keyGeneration++;
+  }
+
   async #liveSubjectKey(tenantId?: string, subjectHash?: string): Promise<SubjectKey> {
     const now = Date.now();
     if (this.#liveKey && now - this.#liveKey.at < KEY_CACHE_MS) return this.#liveKey.value;
+    // Concurrent first messages share one load (one D1 round trip, not one per message).
+    if (this.#liveKeyLoad) return this.#liveKeyLoad;
     const tenant = this.#getMeta("tenant_id") ?? tenantId ?? "";
     const subject = this.#getMeta("subject_hash") ?? subjectHash ?? "";
-    const value = await subjectKeyFor(this.env, tenant, subject);
-    this.#liveKey = { at: now, value };
-    this.#keys.set(value.id, { at: now, key: value.key });
-    return value;
+    const generation = this.#keyGeneration;
+    const load = subjectKeyFor(this.env, tenant, subject)
+      .then((value) => {
+        // An erasure meanwhile dropped the keys: a key loaded before it is not kept.
+        if (generation === this.#keyGeneration) {
+          this.#liveKey = { at: now, value };
+          this.#keys.set(value.id, { at: now, key: value.key });
+        }
+        return value;
+      })
+      .finally(() => {
+        if (this.#liveKeyLoad === load) this.#liveKeyLoad = null;
+      });
+    this.#liveKeyLoad = load;
+    return load;
   }
 
   /** A subject key by id; null once it was destroyed (content is then unrecoverable anywhere). */

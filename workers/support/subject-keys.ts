@@ -30,22 +30,28 @@ async function importAes(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
 
 /** The subject's live key, created on first use (concurrent first uses converge on one key). */
 export async function subjectKeyFor(env: Env, tenantId: string, subjectHash: string): Promise<SubjectKey> {
-  const select = () =>
-    env.DB.prepare("SELECT id, wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_hash = ? AND destroyed_at IS NULL")
-      .bind(tenantId, subjectHash)
-      .first<{ id: string; wrapped_key: string }>();
-  let row = await select();
+  const select = env.DB.prepare("SELECT id, wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_hash = ? AND destroyed_at IS NULL").bind(
+    tenantId,
+    subjectHash,
+  );
+  let row = await select.first<{ id: string; wrapped_key: string }>();
   if (!row) {
     const { key, keyId } = await masterKeyring(env);
     const id = newId("sk");
     const wrapped = await sealBytes(key, keyId, randomBytes(32), bound(tenantId, subjectHash, id));
-    // The partial unique index allows one live key per subject: a concurrent creator's insert is ignored.
-    await env.DB.prepare(
-      "INSERT INTO subject_keys (id, tenant_id, subject_hash, wrapped_key, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-      .bind(id, tenantId, subjectHash, wrapped, Date.now())
-      .run();
-    row = await select();
+    // The partial unique index allows one live key per subject: a concurrent creator's insert is ignored,
+    // and the select in the same batch reads whichever key won.
+    const [, selected] = await env.DB.batch<{ id: string; wrapped_key: string }>([
+      env.DB.prepare("INSERT INTO subject_keys (id, tenant_id, subject_hash, wrapped_key, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING").bind(
+        id,
+        tenantId,
+        subjectHash,
+        wrapped,
+        Date.now(),
+      ),
+      select,
+    ]);
+    row = selected?.results[0] ?? null;
     if (!row) throw new Error("subject key could not be created");
   }
   return { id: row.id, key: await importAes(await openWithMasterKey(env, row.wrapped_key, bound(tenantId, subjectHash, row.id))) };
