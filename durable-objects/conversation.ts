@@ -26,6 +26,68 @@ import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
 const SCHEMA_VERSION = 4;
+/**
+ * The object's schema, one step per version (step i brings version i to i + 1). Steps are
+ * append-only: a deployed step never changes, a new one is added with SCHEMA_VERSION.
+ */
+const SCHEMA_STEPS: readonly string[] = [
+  // v1: messages, the outbox and statuses that beat their send.
+  `
+    CREATE TABLE IF NOT EXISTS messages (
+      seq INTEGER PRIMARY KEY,
+      id TEXT NOT NULL UNIQUE,
+      direction TEXT NOT NULL,
+      author TEXT NOT NULL,
+      author_id TEXT,
+      body TEXT NOT NULL,
+      media TEXT NOT NULL DEFAULT '[]',
+      provider_message_id TEXT,
+      status TEXT NOT NULL,
+      error TEXT,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      client_key TEXT,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS messages_inbound_dedupe ON messages (provider_message_id) WHERE direction = 'inbound';
+    CREATE INDEX IF NOT EXISTS messages_outbound_provider ON messages (provider_message_id) WHERE direction = 'outbound';
+    CREATE UNIQUE INDEX IF NOT EXISTS messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS outbox (
+      message_seq INTEGER PRIMARY KEY,
+      next_attempt_at INTEGER NOT NULL,
+      last_error TEXT
+    );
+    CREATE TABLE IF NOT EXISTS early_status (
+      provider_message_id TEXT PRIMARY KEY,
+      status TEXT NOT NULL,
+      error TEXT,
+      received_at INTEGER NOT NULL
+    )
+  `,
+  // v2: the AI decision queue, the placeholder vault and intent labels.
+  `
+    CREATE TABLE IF NOT EXISTS tasks (
+      message_seq INTEGER PRIMARY KEY,
+      state TEXT NOT NULL DEFAULT 'pending',
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at INTEGER NOT NULL,
+      outcome TEXT,
+      reason TEXT,
+      last_error TEXT,
+      health_key TEXT,
+      reported INTEGER NOT NULL DEFAULT 0,
+      decided_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (state, message_seq);
+    CREATE TABLE IF NOT EXISTS vault (placeholder TEXT PRIMARY KEY, original TEXT NOT NULL);
+    ALTER TABLE messages ADD COLUMN intent TEXT
+  `,
+  // v3: message bodies, vault originals and the address are sealed under the subject key (`enc` marks sealed rows).
+  "ALTER TABLE messages ADD COLUMN enc INTEGER NOT NULL DEFAULT 0",
+  // v4: decided tasks not yet counted in agent health are looked up on every alarm run; without this
+  // index each lookup walks every decided task.
+  "CREATE INDEX IF NOT EXISTS tasks_unreported ON tasks (message_seq) WHERE state = 'done' AND reported = 0",
+];
 /** How long an unwrapped subject key stays in memory (never in storage). */
 const KEY_CACHE_MS = 5 * 60_000;
 /** Shown instead of content whose subject key was destroyed (erased subject). */
@@ -768,86 +830,9 @@ export class Conversation extends DurableObject<Env> {
     this.#sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     const version = Number(this.#getMeta("schema_version") ?? 0);
     if (version >= SCHEMA_VERSION) return;
-    if (version < 1) this.#createV1();
-    // Each step skips itself when already applied.
-    this.#migrateTo2();
-    this.#migrateTo3();
-    this.#migrateTo4();
-  }
-
-  /** v1: messages, the outbox and statuses that beat their send. */
-  #createV1(): void {
-    this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS messages (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        direction TEXT NOT NULL,
-        author TEXT NOT NULL,
-        author_id TEXT,
-        body TEXT NOT NULL,
-        media TEXT NOT NULL DEFAULT '[]',
-        provider_message_id TEXT,
-        status TEXT NOT NULL,
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        client_key TEXT,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
-      );
-      CREATE UNIQUE INDEX IF NOT EXISTS messages_inbound_dedupe ON messages (provider_message_id) WHERE direction = 'inbound';
-      CREATE INDEX IF NOT EXISTS messages_outbound_provider ON messages (provider_message_id) WHERE direction = 'outbound';
-      CREATE UNIQUE INDEX IF NOT EXISTS messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
-      CREATE TABLE IF NOT EXISTS outbox (
-        message_seq INTEGER PRIMARY KEY,
-        next_attempt_at INTEGER NOT NULL,
-        last_error TEXT
-      );
-      CREATE TABLE IF NOT EXISTS early_status (
-        provider_message_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        error TEXT,
-        received_at INTEGER NOT NULL
-      );
-    `);
-    this.#setMeta("schema_version", "1");
-  }
-
-  /** v2: the AI decision queue, the placeholder vault and intent labels. */
-  #migrateTo2(): void {
-    if (Number(this.#getMeta("schema_version") ?? 0) >= 2) return;
-    this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS tasks (
-        message_seq INTEGER PRIMARY KEY,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        outcome TEXT,
-        reason TEXT,
-        last_error TEXT,
-        health_key TEXT,
-        reported INTEGER NOT NULL DEFAULT 0,
-        decided_at INTEGER
-      );
-      CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (state, message_seq);
-      CREATE TABLE IF NOT EXISTS vault (placeholder TEXT PRIMARY KEY, original TEXT NOT NULL);
-      ALTER TABLE messages ADD COLUMN intent TEXT;
-    `);
-    this.#setMeta("schema_version", "2");
-  }
-
-  /** v3: message bodies, vault originals and the address are sealed under the subject key (`enc` marks sealed rows). */
-  #migrateTo3(): void {
-    if (Number(this.#getMeta("schema_version") ?? 0) >= 3) return;
-    this.#sql.exec("ALTER TABLE messages ADD COLUMN enc INTEGER NOT NULL DEFAULT 0");
-    this.#setMeta("schema_version", "3");
-  }
-
-  /** v4: an index for decided tasks not yet counted in agent health. */
-  #migrateTo4(): void {
-    if (Number(this.#getMeta("schema_version") ?? 0) >= 4) return;
-    // Decided-but-unreported tasks are looked up on every alarm run; without this each lookup walks every decided task.
-    this.#sql.exec("CREATE INDEX IF NOT EXISTS tasks_unreported ON tasks (message_seq) WHERE state = 'done' AND reported = 0");
-    this.#setMeta("schema_version", "4");
+    // A new object runs every step in one statement batch; an older one only the steps it lacks.
+    this.#sql.exec(SCHEMA_STEPS.slice(version).join(";\n"));
+    this.#setMeta("schema_version", String(SCHEMA_VERSION));
   }
 
   #getMeta(key: string): string | null {
@@ -1136,7 +1121,8 @@ export class Conversation extends DurableObject<Env> {
     const tenant = this.#getMeta("tenant_id") ?? tenantId ?? "";
     const subject = this.#getMeta("subject_hash") ?? subjectHash ?? "";
     const generation = this.#keyGeneration;
-    const load = subjectKeyFor(this.env, tenant, subject)
+    // A conversation's first message usually brings a subject never seen before.
+    const load = subjectKeyFor(this.env, tenant, subject, this.#getMeta("conversation_id") === null)
       .then((value) => {
         // An erasure meanwhile dropped the keys: a key loaded before it is not kept.
         if (generation === this.#keyGeneration) {

@@ -28,13 +28,16 @@ async function importAes(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
   }
 }
 
-/** The subject's live key, created on first use (concurrent first uses converge on one key). */
-export async function subjectKeyFor(env: Env, tenantId: string, subjectHash: string): Promise<SubjectKey> {
+/**
+ * The subject's live key, created on first use (concurrent first uses converge on one key).
+ * `likelyNew` (a first contact): create-or-read in one D1 round trip instead of reading first.
+ */
+export async function subjectKeyFor(env: Env, tenantId: string, subjectHash: string, likelyNew = false): Promise<SubjectKey> {
   const select = env.DB.prepare("SELECT id, wrapped_key FROM subject_keys WHERE tenant_id = ? AND subject_hash = ? AND destroyed_at IS NULL").bind(
     tenantId,
     subjectHash,
   );
-  let row = await select.first<{ id: string; wrapped_key: string }>();
+  let row = likelyNew ? null : await select.first<{ id: string; wrapped_key: string }>();
   if (!row) {
     const { key, keyId } = await masterKeyring(env);
     const id = newId("sk");
