@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MAX_SEND_ATTEMPTS } from "../durable-objects/conversation";
+import { Conversation, MAX_SEND_ATTEMPTS } from "../durable-objects/conversation";
 import { api, createCustomChannel, createTenant, json, postCustom } from "./helpers";
 
 interface Msg {
@@ -237,5 +237,41 @@ describe("conversation state", () => {
     const audit = (await json(await api("GET", "/v1/audit?limit=50", ownerKey))) as { data: { action: string; targetId: string | null }[] };
     const actions = audit.data.filter((a) => a.targetId === conversationId).map((a) => a.action);
     expect(actions).toEqual(expect.arrayContaining(["conversation.handoff", "conversation.close"]));
+  });
+});
+
+describe("storage schema", () => {
+  it("upgrades an object created under schema 1 in place when it starts, keeping its messages", async () => {
+    const stub = stubFor(`schema-upgrade-${crypto.randomUUID()}`);
+    await runInDurableObject(stub, async (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of ["messages", "outbox", "early_status", "tasks", "vault", "meta"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      // The storage as schema version 1 left it.
+      sql.exec(`
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE messages (
+          seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, direction TEXT NOT NULL, author TEXT NOT NULL, author_id TEXT,
+          body TEXT NOT NULL, media TEXT NOT NULL DEFAULT '[]', provider_message_id TEXT, status TEXT NOT NULL, error TEXT,
+          attempts INTEGER NOT NULL DEFAULT 0, client_key TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX messages_inbound_dedupe ON messages (provider_message_id) WHERE direction = 'inbound';
+        CREATE INDEX messages_outbound_provider ON messages (provider_message_id) WHERE direction = 'outbound';
+        CREATE UNIQUE INDEX messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
+        CREATE TABLE outbox (message_seq INTEGER PRIMARY KEY, next_attempt_at INTEGER NOT NULL, last_error TEXT);
+        CREATE TABLE early_status (provider_message_id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, received_at INTEGER NOT NULL);
+        INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+        INSERT INTO messages (seq, id, direction, author, body, provider_message_id, status, created_at, updated_at)
+          VALUES (1, 'msg_old', 'inbound', 'end_user', '{"t":"hello"}', 'p-1', 'received', 1, 1);
+      `);
+      // A new instance on this storage runs the constructor's migration, as after a deploy.
+      new Conversation(state, env);
+      await state.blockConcurrencyWhile(async () => {});
+      expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe("4");
+      const columns = sql.exec("PRAGMA table_info(messages)").toArray().map((c) => String(c.name));
+      expect(columns).toEqual(expect.arrayContaining(["intent", "enc"]));
+      expect({ ...sql.exec("SELECT id, enc, intent FROM messages").one() }).toEqual({ id: "msg_old", enc: 0, intent: null });
+      const objects = sql.exec("SELECT name FROM sqlite_master").toArray().map((r) => String(r.name));
+      expect(objects).toEqual(expect.arrayContaining(["tasks", "tasks_pending", "vault", "tasks_unreported"]));
+    });
   });
 });
