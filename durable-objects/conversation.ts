@@ -889,11 +889,6 @@ export class Conversation extends DurableObject<Env> {
     }
   }
 
-  #nextSeq(): number {
-    const row = this.#sql.exec("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM messages").one();
-    return Number(row.next);
-  }
-
   /** Binds this object to its conversation on first contact; refuses anything else later. */
   #claimIdentity(input: IngestInput, sealedAddress: string | null): void {
     const existing = this.#getMeta("conversation_id");
@@ -1104,7 +1099,6 @@ export class Conversation extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- encryption at rest
 
-  /** The subject's live data key (unwrapped in memory only, for a few minutes). */
   /** Forgets every cached subject key (and any load in flight). */
   #dropKeys(): void {
     this.#keys.clear();
@@ -1113,6 +1107,7 @@ export class Conversation extends DurableObject<Env> {
     this.#keyGeneration++;
   }
 
+  /** The subject's live data key (unwrapped in memory only, for a few minutes). */
   async #liveSubjectKey(tenantId?: string, subjectHash?: string): Promise<SubjectKey> {
     const now = Date.now();
     if (this.#liveKey && now - this.#liveKey.at < KEY_CACHE_MS) return this.#liveKey.value;
@@ -1398,9 +1393,12 @@ export class Conversation extends DurableObject<Env> {
     const sealed = await this.#sealOutbound(reply);
     const clientKey = `keyword:${providerMessageId}`;
     this.#transaction(() => {
-      const pending = this.#sql.exec("SELECT 1 FROM tasks WHERE message_seq = ? AND state = 'pending'", seq).toArray()[0];
-      if (!pending) return;
-      this.#sql.exec("UPDATE tasks SET state = 'done', outcome = NULL, reason = 'keyword', reported = 1, decided_at = ? WHERE message_seq = ?", Date.now(), seq);
+      const claimed = this.#sql.exec(
+        "UPDATE tasks SET state = 'done', outcome = NULL, reason = 'keyword', reported = 1, decided_at = ? WHERE message_seq = ? AND state = 'pending'",
+        Date.now(),
+        seq,
+      );
+      if (claimed.rowsWritten === 0) return;
       if (!this.#sql.exec("SELECT 1 FROM messages WHERE client_key = ?", clientKey).toArray()[0]) {
         this.#queueOutbound(sealed, "system", null, Date.now(), clientKey);
       }
@@ -1412,18 +1410,21 @@ export class Conversation extends DurableObject<Env> {
   /** Appends an outbound message and its outbox entry (call inside a storage transaction). */
   #queueOutbound(sealed: SealedMessage, author: MessageAuthor, authorId: string | null, now: number, clientKey: string | null = null): number {
     this.#outboundQueued++;
-    const seq = this.#nextSeq();
-    this.#sql.exec(
-      `INSERT INTO messages (seq, id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, enc, created_at, updated_at)
-       VALUES (?, ?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, 1, ?, ?)`,
-      seq,
-      sealed.id,
-      author,
-      authorId,
-      sealed.body,
-      clientKey,
-      now,
-      now,
+    // The rowid alias `seq` takes the next number, as for inbound messages.
+    const seq = Number(
+      this.#sql
+        .exec(
+          `INSERT INTO messages (id, direction, author, author_id, body, media, provider_message_id, status, attempts, client_key, enc, created_at, updated_at)
+           VALUES (?, 'outbound', ?, ?, ?, '[]', NULL, 'queued', 0, ?, 1, ?, ?) RETURNING seq`,
+          sealed.id,
+          author,
+          authorId,
+          sealed.body,
+          clientKey,
+          now,
+          now,
+        )
+        .one().seq,
     );
     this.#sql.exec("INSERT INTO outbox (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
     this.#setMeta("last_activity_at", String(now));

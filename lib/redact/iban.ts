@@ -2,7 +2,7 @@
 // digit-run scan ("FR76 3000 ...") and the token scan (compact, or groups with few digits).
 import type { Candidate } from "./candidate";
 import { PRIORITY, covered } from "./candidate";
-import { isAlnum, isAsciiLetter, isDigit, isWordChar } from "./chars";
+import { isAlnum, isDigit, isWordChar } from "./chars";
 import { IBAN_LENGTHS, ibanMod97Valid } from "./validators";
 
 /** text[start, end) without its separators, upper-cased: the IBAN's placeholder key. */
@@ -28,6 +28,16 @@ function ibanLengthAt(text: string, start: number): number {
   const c1 = (text.charCodeAt(start + 1) & ~32) - 65;
   if (c0 < 0 || c0 > 25 || c1 < 0 || c1 > 25) return 0;
   return IBAN_LENGTH_TABLE[c0 * 26 + c1] as number;
+}
+
+/** "XX00" at `s` naming an IBAN country, at a word start: a group an IBAN in groups may begin with. */
+function ibanFirstGroupAt(text: string, s: number): boolean {
+  return (
+    isDigit(text.charCodeAt(s + 2)) &&
+    isDigit(text.charCodeAt(s + 3)) &&
+    ibanLengthAt(text, s) !== 0 &&
+    (s === 0 || !isWordChar(text.charCodeAt(s - 1)))
+  );
 }
 
 /** Validates an IBAN starting at `start` (single spaces or dashes allowed between characters); returns its end or -1. */
@@ -69,13 +79,7 @@ export function ibanBefore(text: string, pos: number, out: Candidate[]): number 
     while (s > 0 && e - s < 5 && isAlnum(text.charCodeAt(s - 1))) s--;
     const n = e - s;
     if (n === 0 || n > 4) return -1;
-    if (
-      n === 4 &&
-      isDigit(text.charCodeAt(s + 2)) &&
-      isDigit(text.charCodeAt(s + 3)) &&
-      ibanLengthAt(text, s) !== 0 &&
-      (s === 0 || !isWordChar(text.charCodeAt(s - 1)))
-    ) {
+    if (n === 4 && ibanFirstGroupAt(text, s)) {
       const end = ibanAt(text, s, out);
       if (end > 0) return end;
     }
@@ -92,13 +96,7 @@ export function ibanAroundGroup(text: string, groupEnd: number, out: Candidate[]
   let gs = groupEnd;
   while (gs > 0 && groupEnd - gs < 4 && isAlnum(text.charCodeAt(gs - 1))) gs--;
   if (gs > 0 && isAlnum(text.charCodeAt(gs - 1))) return -1;
-  const first =
-    groupEnd - gs === 4 &&
-    isAsciiLetter(text.charCodeAt(gs)) &&
-    isAsciiLetter(text.charCodeAt(gs + 1)) &&
-    isDigit(text.charCodeAt(gs + 2)) &&
-    isDigit(text.charCodeAt(gs + 3)) &&
-    (gs === 0 || !isWordChar(text.charCodeAt(gs - 1)));
+  const first = groupEnd - gs === 4 && ibanFirstGroupAt(text, gs);
   // Cheap shape checks first: most short groups ("Il", "14", "2025") follow no other group.
   if (!first) {
     const sep = gs > 1 ? text.charCodeAt(gs - 1) : 0;

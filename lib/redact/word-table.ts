@@ -26,7 +26,7 @@ export class WordTable {
   add(words: Iterable<string>, value: number): this {
     for (const w of words) {
       if (this.words.length >= SLOTS / 2) throw new Error("WordTable is full");
-      const h = hashOf(w);
+      const h = hashOf(w, 0, w.length);
       let slot = (h ^ (h >>> 15)) & MASK;
       let dup = false;
       while (this.slots[slot] !== 0) {
@@ -47,9 +47,7 @@ export class WordTable {
 
   /** Value of text[start, end) compared case-insensitively, or 0 when the word is not in the table. */
   get(text: string, start: number, end: number): number {
-    let h = 0;
-    for (let i = end - 1; i >= start; i--) h = hashStep(h, text.charCodeAt(i));
-    return this.getHashed(text, start, end, h);
+    return this.getHashed(text, start, end, hashOf(text, start, end));
   }
 
   /**
@@ -75,9 +73,10 @@ export function hashStep(h: number, c: number): number {
   return (Math.imul(h, 31) + lowerCode(c)) | 0;
 }
 
-function hashOf(w: string): number {
+/** Hash of text[start, end), read backwards with {@link hashStep}. */
+function hashOf(text: string, start: number, end: number): number {
   let h = 0;
-  for (let i = w.length - 1; i >= 0; i--) h = hashStep(h, w.charCodeAt(i));
+  for (let i = end - 1; i >= start; i--) h = hashStep(h, text.charCodeAt(i));
   return h;
 }
 
