@@ -25,7 +25,7 @@ import { staffMessageView } from "../workers/support/live-ticket";
 import type { ChannelType, ConversationStatus } from "../d1/schema";
 import { z } from "zod";
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 /**
  * The object's schema, one step per version (step i brings version i to i + 1). Steps are
  * append-only: a deployed step never changes, a new one is added with SCHEMA_VERSION.
@@ -87,6 +87,8 @@ const SCHEMA_STEPS: readonly string[] = [
   // v4: decided tasks not yet counted in agent health are looked up on every alarm run; without this
   // index each lookup walks every decided task.
   "CREATE INDEX IF NOT EXISTS tasks_unreported ON tasks (message_seq) WHERE state = 'done' AND reported = 0",
+  // v5: staff live tickets already used here (each opens one socket), kept until they expire.
+  "CREATE TABLE IF NOT EXISTS used_tickets (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
 /** How long an unwrapped subject key stays in memory (never in storage). */
 const KEY_CACHE_MS = 5 * 60_000;
@@ -239,6 +241,11 @@ export const staffIdentitySchema = z.object({
   role: z.enum(["owner", "admin", "agent", "viewer"]),
 });
 export type StaffIdentity = z.infer<typeof staffIdentitySchema>;
+/** What the Worker hands over on a staff upgrade: the verified identity and the ticket it came with. */
+export const staffUpgradeSchema = staffIdentitySchema.extend({
+  ticket: z.object({ nonce: z.string().min(16).max(64), expiresAt: z.number().int() }),
+});
+export type StaffUpgrade = z.infer<typeof staffUpgradeSchema>;
 
 /** Header the Worker uses to hand a verified staff identity to the object. */
 export const STAFF_HEADER = "x-parley-staff";
@@ -723,29 +730,41 @@ export class Conversation extends DurableObject<Env> {
     } catch {
       raw = null;
     }
-    const parsed = staffIdentitySchema.safeParse(raw);
-    if (!parsed.success) return Response.json({ error: { code: "bad_request", message: "missing staff identity" } }, { status: 400 });
+    const upgrade = staffUpgradeSchema.safeParse(raw);
+    if (!upgrade.success) return Response.json({ error: { code: "bad_request", message: "missing staff identity" } }, { status: 400 });
+    const { ticket, ...identity } = upgrade.data;
     const state = this.#conversationState();
-    if (!state || state.id !== parsed.data.conversationId || state.tenantId !== parsed.data.tenantId) {
+    if (!state || state.id !== identity.conversationId || state.tenantId !== identity.tenantId) {
       return Response.json({ error: { code: "not_found", message: "conversation not found" } }, { status: 404 });
     }
-    if (state.specialCategory && parsed.data.role === "viewer") {
+    if (state.specialCategory && identity.role === "viewer") {
       return Response.json({ error: { code: "forbidden", message: "viewer keys cannot open this conversation" } }, { status: 403 });
+    }
+    if (!this.#useTicket(ticket.nonce, ticket.expiresAt)) {
+      return Response.json({ error: { code: "unauthorized", message: "this ticket was already used; ask for a new one" } }, { status: 401 });
     }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
-    this.ctx.acceptWebSocket(server, [STAFF_TAG, `role:${parsed.data.role}`]);
+    this.ctx.acceptWebSocket(server, [STAFF_TAG, `role:${identity.role}`]);
     const since = Number(this.#sql.exec("SELECT COALESCE(MAX(updated_at), 0) AS t FROM messages").one().t);
-    server.serializeAttachment({ ...parsed.data, since });
+    server.serializeAttachment({ ...identity, since });
     const history = (await this.listMessages({ limit: HISTORY_ON_CONNECT, order: "desc" })).messages.reverse();
     server.send(
       JSON.stringify({
         type: "history",
         conversation: state,
-        messages: history.map((m) => staffMessageView(parsed.data.role, m)),
+        messages: history.map((m) => staffMessageView(identity.role, m)),
       }),
     );
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Records a ticket's first use; false when it was used before. Expired entries are dropped on the way. */
+  #useTicket(nonce: string, expiresAt: number): boolean {
+    return this.#transaction(() => {
+      this.#sql.exec("DELETE FROM used_tickets WHERE expires_at < ?", Date.now());
+      return this.#sql.exec("INSERT INTO used_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING", nonce, expiresAt).rowsWritten > 0;
+    });
   }
 
   #staffFrame(ws: WebSocket, data: string | ArrayBuffer): void {

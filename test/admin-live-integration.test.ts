@@ -2,7 +2,8 @@
  * Staff live sockets and the audited reveal, in workerd: signed tickets
  * (expired, tampered, for another conversation or tenant are refused and open
  * nothing), live frames from the conversation's Durable Object (redacted for
- * viewers), and `POST …/messages/:id/reveal` (reason required, audited).
+ * viewers), each ticket good for one socket, and `POST …/messages/:id/reveal`
+ * (reason required, audited).
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -134,6 +135,27 @@ describe("live tickets", () => {
     live.ws?.send("ping");
     expect(await live.nextOf("pong")).toMatchObject({ type: "pong" });
     live.ws?.close();
+  });
+
+  it("opens one socket per ticket: a used ticket is refused, with nothing opened", async () => {
+    const ticket = await ticketFor(agentKey, conversationId);
+    const first = await openLive(conversationId, ticket);
+    expect(first.res.status).toBe(101);
+    expect((await first.nextOf("history")).type).toBe("history");
+    for (let i = 0; i < 2; i++) {
+      const again = await openLive(conversationId, ticket);
+      expect(again.res.status).toBe(401);
+      expect(again.ws).toBeNull();
+      expect(await again.res.json()).toMatchObject({ error: { code: "unauthorized", message: expect.stringContaining("already used") } });
+    }
+    // A fresh ticket for the same key still works, and the first socket stays open.
+    const second = await openLive(conversationId, await ticketFor(agentKey, conversationId));
+    expect(second.res.status).toBe(101);
+    expect((await second.nextOf("history")).type).toBe("history");
+    first.ws?.send("ping");
+    expect((await first.nextOf("pong")).type).toBe("pong");
+    first.ws?.close();
+    second.ws?.close();
   });
 
   it("gives viewers redacted text on the socket", async () => {

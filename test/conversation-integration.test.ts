@@ -245,7 +245,7 @@ describe("storage schema", () => {
     const stub = stubFor(`schema-upgrade-${crypto.randomUUID()}`);
     await runInDurableObject(stub, async (_instance, state) => {
       const sql = state.storage.sql;
-      for (const table of ["messages", "outbox", "early_status", "tasks", "vault", "meta"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      for (const table of ["messages", "outbox", "early_status", "tasks", "vault", "used_tickets", "meta"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
       // The storage as schema version 1 left it.
       sql.exec(`
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -266,12 +266,12 @@ describe("storage schema", () => {
       // A new instance on this storage runs the constructor's migration, as after a deploy.
       new Conversation(state, env);
       await state.blockConcurrencyWhile(async () => {});
-      expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe("4");
+      expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe("5");
       const columns = sql.exec("PRAGMA table_info(messages)").toArray().map((c) => String(c.name));
       expect(columns).toEqual(expect.arrayContaining(["intent", "enc"]));
       expect({ ...sql.exec("SELECT id, enc, intent FROM messages").one() }).toEqual({ id: "msg_old", enc: 0, intent: null });
       const objects = sql.exec("SELECT name FROM sqlite_master").toArray().map((r) => String(r.name));
-      expect(objects).toEqual(expect.arrayContaining(["tasks", "tasks_pending", "vault", "tasks_unreported"]));
+      expect(objects).toEqual(expect.arrayContaining(["tasks", "tasks_pending", "vault", "tasks_unreported", "used_tickets"]));
     });
   });
 });

@@ -6,7 +6,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { CONVERSATION_STATUSES, type ConversationStatus } from "../d1/schema";
-import { STAFF_HEADER, type ConversationView, type MessageView, type StaffIdentity } from "../durable-objects/conversation";
+import { STAFF_HEADER, type ConversationView, type MessageView, type StaffUpgrade } from "../durable-objects/conversation";
 import { auditStatement, keyAudit } from "./support/audit";
 import { requireApiKey, requireScope } from "./support/auth";
 import { LIVE_TICKET_TTL_MS, mintLiveTicket, staffMessageView, verifyLiveTicket } from "./support/live-ticket";
@@ -383,7 +383,13 @@ conversations.openapi(
     if (row.special_category === 1 && claims.role === "viewer") {
       throw new ApiError(403, "forbidden", "this conversation contains special categories of personal data; viewer keys cannot open it");
     }
-    const identity: StaffIdentity = { tenantId: claims.tenantId, conversationId: id, keyId: claims.keyId, role: claims.role };
+    const identity: StaffUpgrade = {
+      tenantId: claims.tenantId,
+      conversationId: id,
+      keyId: claims.keyId,
+      role: claims.role,
+      ticket: { nonce: claims.nonce, expiresAt: claims.expiresAt },
+    };
     const upstream = await conversationStub(c.env, id).fetch(
       new Request(c.req.url, { headers: { upgrade: "websocket", [STAFF_HEADER]: JSON.stringify(identity) } }),
     );

@@ -7,7 +7,9 @@
  * `v1.<payload>.<mac>` (base64url), where the payload names the tenant, the
  * conversation, the API key and its role and an expiry 60 s ahead, and the mac
  * is HMAC-SHA256 under a key derived from `MASTER_KEY` (HKDF, its own label).
- * Verification recomputes the mac and compares it in constant time.
+ * Verification recomputes the mac and compares it in constant time. Each ticket
+ * opens one socket: the conversation object remembers its random nonce until
+ * it expires and refuses it a second time (a leaked URL is worth nothing once used).
  */
 import { z } from "zod";
 import { hmac, timingSafeEqual } from "../../lib/crypto";
@@ -29,6 +31,8 @@ export interface LiveTicketClaims {
   role: KeyRole;
   /** Epoch milliseconds after which the ticket is refused. */
   expiresAt: number;
+  /** The ticket's random id: the conversation object accepts each ticket once. */
+  nonce: string;
 }
 
 const claimsSchema = z
@@ -38,7 +42,7 @@ const claimsSchema = z
     k: z.string().min(1).max(64),
     r: z.enum(["owner", "admin", "agent", "viewer"]),
     e: z.number().int(),
-    n: z.string().max(64),
+    n: z.string().min(16).max(64),
   })
   .strict();
 
@@ -68,7 +72,7 @@ function ticketKey(env: Env): Promise<CryptoKey> {
 }
 
 /** Mints a ticket for one conversation, valid {@link LIVE_TICKET_TTL_MS} from `now`. */
-export async function mintLiveTicket(env: Env, claims: Omit<LiveTicketClaims, "expiresAt">, now = Date.now()): Promise<{ ticket: string; expiresAt: number }> {
+export async function mintLiveTicket(env: Env, claims: Omit<LiveTicketClaims, "expiresAt" | "nonce">, now = Date.now()): Promise<{ ticket: string; expiresAt: number }> {
   const expiresAt = now + LIVE_TICKET_TTL_MS;
   const nonce = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
   const payload = toBase64Url(utf8(JSON.stringify({ t: claims.tenantId, c: claims.conversationId, k: claims.keyId, r: claims.role, e: expiresAt, n: nonce })));
@@ -101,7 +105,7 @@ export async function verifyLiveTicket(
   const claims = claimsSchema.safeParse(json);
   if (!claims.success) return { ok: false, reason: "malformed" };
   if (now >= claims.data.e) return { ok: false, reason: "expired" };
-  return { ok: true, claims: { tenantId: claims.data.t, conversationId: claims.data.c, keyId: claims.data.k, role: claims.data.r, expiresAt: claims.data.e } };
+  return { ok: true, claims: { tenantId: claims.data.t, conversationId: claims.data.c, keyId: claims.data.k, role: claims.data.r, expiresAt: claims.data.e, nonce: claims.data.n } };
 }
 
 /** A message as a staff member of `role` may see it (API responses and live frames alike). */
