@@ -103,6 +103,13 @@ const MAX_TASKS_PER_ALARM = 25;
  * one health push per run) instead of one alarm run each.
  */
 const ALARM_COALESCE_MS = 1_000;
+/**
+ * The same while the tenant's automatic replies are off (as of this object's last settings
+ * read): then no end user waits for a decision (opt-out and help keywords still run within
+ * ALARM_COALESCE_MS, and special categories are flagged at ingest), so a busy conversation
+ * decides in bigger batches: fewer runs, each with one settings read and one commit.
+ */
+const QUIET_COALESCE_MS = 5_000;
 /** Decided outcomes pushed to the agent-health counters per alarm run (one D1 batch). */
 const HEALTH_ROWS_PER_ALARM = 200;
 /** Keys per insert (two bound values each; D1 allows 100 per statement). */
@@ -307,6 +314,10 @@ export class Conversation extends DurableObject<Env> {
   #outboundQueued = 0;
   /** When an alarm run last pushed its results to D1 (memory only: a fresh object pushes at once). */
   #lastRunPush = 0;
+  /** Whether the last settings read here found automatic replies off (or the plan canceled): picks the coalescing window. */
+  #repliesOff = false;
+  /** Highest sequence number of an opt-out/help keyword message ingested since this object started (decided within ALARM_COALESCE_MS). */
+  #urgentSeq = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -331,6 +342,9 @@ export class Conversation extends DurableObject<Env> {
     const key = await this.#liveSubjectKey(input.tenantId, input.subjectHash);
     const body = await this.#seal(key, `message:${input.conversationId}:${id}`, JSON.stringify({ t: input.text, m: input.media }));
     const sealedAddress = this.#getMeta("conversation_id") ? null : await this.#seal(key, `address:${input.conversationId}`, input.address);
+    // Both are pure and cheap: a keyword is decided without coalescing, and a special category gates viewers from the ack on.
+    const keyword = classifyKeyword(input.text) !== null;
+    const special = detectSpecialCategories(input.text).length > 0;
     const result = this.#transaction((): IngestResult => {
       const created = this.#getMeta("conversation_id") === null;
       this.#claimIdentity(input, sealedAddress);
@@ -361,15 +375,20 @@ export class Conversation extends DurableObject<Env> {
       ];
       if (status === "closed") metas.push(["status", "open"]);
       if (this.#getMeta("public_origin") !== input.publicOrigin) metas.push(["public_origin", input.publicOrigin]);
+      const flagged = special && this.#getMeta("special_category") !== "1";
+      if (flagged) metas.push(["special_category", "1"]);
       // The AI decision for this message is queued in the same step: it cannot be lost, and runs once.
       this.#sql.exec("INSERT INTO tasks (message_seq, next_attempt_at) VALUES (?, ?)", seq, now);
       this.#bumpVersion(metas);
-      // A new conversation's row and a reopened status are what D1 readers rely on right after the ack;
-      // activity and message count follow from the alarm (one index write per run, not per message).
-      if (created || status === "closed") this.#indexUrgent();
+      // A new conversation's row, a reopened status and the special-category flag (it gates viewers) are what
+      // D1 readers rely on right after the ack; activity and message count follow from the alarm (one index write per run).
+      if (created || status === "closed" || flagged) this.#indexUrgent();
       return { duplicate: false, seq, messageId: id };
     });
-    if (!result.duplicate) await this.#alarmForNewTask(now);
+    if (!result.duplicate) {
+      if (keyword) this.#urgentSeq = Math.max(this.#urgentSeq, result.seq);
+      await this.#alarmForNewTask(now, keyword);
+    }
     await this.#syncIndexIfUrgent();
     return result;
   }
@@ -1245,6 +1264,7 @@ export class Conversation extends DurableObject<Env> {
     const readFrom = Date.now();
     const value = await this.#loadTenantContext(tenantId);
     run.context = { readFrom, value };
+    this.#repliesOff = !value.settings.ai.replies || value.planStatus === "canceled";
     return value;
   }
 
@@ -1565,19 +1585,30 @@ export class Conversation extends DurableObject<Env> {
   // ---------------------------------------------------------------- outbound
 
   /** After queueing a task stored at `storedAt`: under load an alarm is usually set early enough already. */
-  async #alarmForNewTask(storedAt: number): Promise<void> {
+  async #alarmForNewTask(storedAt: number, urgent: boolean): Promise<void> {
     // The new task is the earliest thing that can be due (older work keeps its own, earlier, alarm).
-    const due = Math.max(storedAt, this.#alarmStartedAt + ALARM_COALESCE_MS);
+    const due = Math.max(storedAt, this.#alarmStartedAt + this.#coalesceMs(urgent));
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > due) await this.ctx.storage.setAlarm(due);
   }
 
+  /**
+   * Least time from the last run's start to the next decision run: QUIET_COALESCE_MS while
+   * replies are off and no keyword message waits (`urgent`), else ALARM_COALESCE_MS. Tasks are
+   * decided in sequence order, so a pending head at or below #urgentSeq means a keyword waits.
+   */
+  #coalesceMs(urgent: boolean): number {
+    return this.#repliesOff && !urgent ? QUIET_COALESCE_MS : ALARM_COALESCE_MS;
+  }
+
   async #scheduleAlarm(at?: number): Promise<void> {
     const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
-    const pending = this.#sql.exec("SELECT next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
-    // AI decisions coalesce under load: at most one run per ALARM_COALESCE_MS decides what arrived meanwhile
+    const pending = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
+    // AI decisions coalesce under load: at most one run per window decides what arrived meanwhile
     // (an idle object decides at once). Deliveries keep their own times.
-    const task = pending ? { next_attempt_at: Math.max(Number(pending.next_attempt_at), this.#alarmStartedAt + ALARM_COALESCE_MS) } : undefined;
+    const task = pending
+      ? { next_attempt_at: Math.max(Number(pending.next_attempt_at), this.#alarmStartedAt + this.#coalesceMs(Number(pending.message_seq) <= this.#urgentSeq)) }
+      : undefined;
     const unreported = this.#sql.exec("SELECT 1 FROM tasks WHERE state = 'done' AND reported = 0 LIMIT 1").toArray()[0];
     const indexBehind = Number(this.#getMeta("version") ?? 0) > Number(this.#getMeta("index_version") ?? 0);
     const retryLater = indexBehind || unreported ? Date.now() + INDEX_RETRY_MS : undefined;

@@ -212,3 +212,62 @@ describe("settings, knowledge, redact and summary endpoints", () => {
     expect((await api("POST", `/v1/conversations/${conv}/summary`, t.ownerKey)).status).toBe(409);
   });
 });
+
+describe("when decisions run: coalescing, keywords and special categories", () => {
+  const alarmIn = async (conversationId: string) => {
+    const at = await runInDurableObject(stubFor(conversationId), (_i, state) => state.storage.getAlarm());
+    return at === null ? null : at - Date.now();
+  };
+  const sender = async (aiReplies: boolean) => {
+    const tenant = await createTenant("Timing", { aiReplies });
+    const channel = await createCustomChannel(tenant.ownerKey);
+    let n = 0;
+    const post = async (text: string) => {
+      const res = await postCustom(channel.id, channel.secret, { type: "message", id: `timing-${Date.now()}-${++n}`, from: "+393339876543", text });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { conversationId: string }).conversationId;
+    };
+    return { ...tenant, post };
+  };
+
+  it("replies off: a busy conversation's next run waits 5 s; an opt-out keyword is decided within 1 s", async () => {
+    const t = await sender(false);
+    const conv = await t.post("first message");
+    await settle(conv);
+    // Right after a run that found replies off, the next message joins a batch about 5 s after it.
+    await t.post("second message");
+    expect(await alarmIn(conv)).toBeGreaterThan(3_500);
+    // STOP withdraws consent at once: it pulls the run forward to the 1 s window.
+    await t.post("STOP");
+    const stopIn = await alarmIn(conv);
+    expect(stopIn).not.toBeNull();
+    expect(stopIn ?? Infinity).toBeLessThanOrEqual(1_000);
+    await settle(conv);
+    const msgs = (await json(await api("GET", `/v1/conversations/${conv}/messages?limit=50`, t.ownerKey))) as { data: { author: string; text: string }[] };
+    expect(msgs.data.filter((m) => m.author === "system")).toHaveLength(1);
+  });
+
+  it("replies on: the next run after a busy one waits at most 1 s", async () => {
+    const t = await sender(true);
+    const conv = await t.post("first message");
+    await settle(conv);
+    await t.post("second message");
+    expect(await alarmIn(conv)).toBeLessThanOrEqual(1_000);
+  });
+
+  it("flags a special category at ingest: viewers are refused before any decision runs", async () => {
+    const t = await sender(false);
+    const viewer = await createKey(t.ownerKey, "viewer");
+    const conv = await t.post("first message");
+    await settle(conv);
+    await t.post("Ho il diabete, posso ordinare lo stesso?");
+    // No run has decided it yet (it waits for the next batch) ...
+    const pending = await runInDurableObject(stubFor(conv), (_i, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending'").one().n));
+    expect(pending).toBe(1);
+    // ... yet the index row is flagged and viewers cannot read the transcript.
+    const row = await env.DB.prepare("SELECT special_category FROM conversations WHERE id = ?").bind(conv).first<{ special_category: number }>();
+    expect(row?.special_category).toBe(1);
+    expect((await api("GET", `/v1/conversations/${conv}/messages`, viewer)).status).toBe(403);
+    expect((await api("GET", `/v1/conversations/${conv}/messages`, t.ownerKey)).status).toBe(200);
+  });
+});
