@@ -383,7 +383,7 @@ conversations.openapi(
     if (row.special_category === 1 && claims.role === "viewer") {
       throw new ApiError(403, "forbidden", "this conversation contains special categories of personal data; viewer keys cannot open it");
     }
-    const identity: StaffUpgrade = {
+    const upgrade: StaffUpgrade = {
       tenantId: claims.tenantId,
       conversationId: id,
       keyId: claims.keyId,
@@ -391,7 +391,7 @@ conversations.openapi(
       ticket: { nonce: claims.nonce, expiresAt: claims.expiresAt },
     };
     const upstream = await conversationStub(c.env, id).fetch(
-      new Request(c.req.url, { headers: { upgrade: "websocket", [STAFF_HEADER]: JSON.stringify(identity) } }),
+      new Request(c.req.url, { headers: { upgrade: "websocket", [STAFF_HEADER]: JSON.stringify(upgrade) } }),
     );
     if (upstream.status !== 101 || !upstream.webSocket) {
       return new Response(upstream.body, { status: upstream.status, headers: { "content-type": "application/json" } });
