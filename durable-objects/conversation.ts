@@ -1333,6 +1333,7 @@ export class Conversation extends DurableObject<Env> {
         // Staff see the label (the row's new updated_at brings it to their sockets); the index row does not change.
         this.#staffChanged();
       }
+      // Ingest flags special categories before its ack; this covers tasks queued before it did.
       if (special.length > 0 && this.#getMeta("special_category") !== "1") {
         this.#setMeta("special_category", "1");
         this.#bumpVersion();
@@ -1594,8 +1595,7 @@ export class Conversation extends DurableObject<Env> {
 
   /**
    * Least time from the last run's start to the next decision run: QUIET_COALESCE_MS while
-   * replies are off and no keyword message waits (`urgent`), else ALARM_COALESCE_MS. Tasks are
-   * decided in sequence order, so a pending head at or below #urgentSeq means a keyword waits.
+   * replies are off and no keyword message waits (`urgent`), else ALARM_COALESCE_MS.
    */
   #coalesceMs(urgent: boolean): number {
     return this.#repliesOff && !urgent ? QUIET_COALESCE_MS : ALARM_COALESCE_MS;
@@ -1605,7 +1605,8 @@ export class Conversation extends DurableObject<Env> {
     const head = this.#sql.exec("SELECT next_attempt_at FROM outbox ORDER BY message_seq LIMIT 1").toArray()[0];
     const pending = this.#sql.exec("SELECT message_seq, next_attempt_at FROM tasks WHERE state = 'pending' ORDER BY message_seq LIMIT 1").toArray()[0];
     // AI decisions coalesce under load: at most one run per window decides what arrived meanwhile
-    // (an idle object decides at once). Deliveries keep their own times.
+    // (an idle object decides at once). Deliveries keep their own times. Tasks are decided in
+    // sequence order, so a pending head at or below #urgentSeq means a keyword message waits.
     const task = pending
       ? { next_attempt_at: Math.max(Number(pending.next_attempt_at), this.#alarmStartedAt + this.#coalesceMs(Number(pending.message_seq) <= this.#urgentSeq)) }
       : undefined;

@@ -229,11 +229,16 @@ describe("when decisions run: coalescing, keywords and special categories", () =
     };
     return { ...tenant, post };
   };
-
-  it("replies off: a busy conversation's next run waits 5 s; an opt-out keyword is decided within 1 s", async () => {
-    const t = await sender(false);
+  /** A conversation whose first message was just decided by a run (the window is picked from that run's settings read). */
+  const afterARun = async (aiReplies: boolean) => {
+    const t = await sender(aiReplies);
     const conv = await t.post("first message");
     await settle(conv);
+    return { t, conv };
+  };
+
+  it("replies off: a busy conversation's next run waits 5 s; an opt-out keyword is decided within 1 s", async () => {
+    const { t, conv } = await afterARun(false);
     // Right after a run that found replies off, the next message joins a batch about 5 s after it.
     await t.post("second message");
     expect(await alarmIn(conv)).toBeGreaterThan(3_500);
@@ -248,18 +253,14 @@ describe("when decisions run: coalescing, keywords and special categories", () =
   });
 
   it("replies on: the next run after a busy one waits at most 1 s", async () => {
-    const t = await sender(true);
-    const conv = await t.post("first message");
-    await settle(conv);
+    const { t, conv } = await afterARun(true);
     await t.post("second message");
     expect(await alarmIn(conv)).toBeLessThanOrEqual(1_000);
   });
 
   it("flags a special category at ingest: viewers are refused before any decision runs", async () => {
-    const t = await sender(false);
+    const { t, conv } = await afterARun(false);
     const viewer = await createKey(t.ownerKey, "viewer");
-    const conv = await t.post("first message");
-    await settle(conv);
     await t.post("Ho il diabete, posso ordinare lo stesso?");
     // No run has decided it yet (it waits for the next batch) ...
     const pending = await runInDurableObject(stubFor(conv), (_i, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM tasks WHERE state = 'pending'").one().n));
