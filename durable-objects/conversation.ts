@@ -104,12 +104,21 @@ const MAX_TASKS_PER_ALARM = 25;
  */
 const ALARM_COALESCE_MS = 1_000;
 /**
- * The same while the tenant's automatic replies are off (as of this object's last settings
- * read): then no end user waits for a decision (opt-out and help keywords still run within
- * ALARM_COALESCE_MS, and special categories are flagged at ingest), so a busy conversation
- * decides in bigger batches: fewer runs, each with one settings read and one commit.
+ * The batch window while the tenant's automatic replies are off (see quietTenants): then no
+ * end user waits for a decision (opt-out and help keywords still run within ALARM_COALESCE_MS,
+ * and special categories are flagged at ingest), so a message opens a window of this length
+ * and one run decides everything stored in it: fewer runs, each with one settings read, one
+ * commit and one D1 push. A new conversation's first message waits too, instead of costing a
+ * run of its own.
  */
 const QUIET_COALESCE_MS = 5_000;
+/**
+ * Whether each tenant's automatic replies were off (or its plan canceled) at the latest settings
+ * read by any conversation object in this isolate. Only a scheduling hint: it picks the batch
+ * window, while every decision still uses settings read after its message was stored.
+ */
+const quietTenants = new Map<string, boolean>();
+const QUIET_TENANTS_MAX = 4096;
 /** Decided outcomes pushed to the agent-health counters per alarm run (one D1 batch). */
 const HEALTH_ROWS_PER_ALARM = 200;
 /** Keys per insert (two bound values each; D1 allows 100 per statement). */
@@ -314,8 +323,6 @@ export class Conversation extends DurableObject<Env> {
   #outboundQueued = 0;
   /** When an alarm run last pushed its results to D1 (memory only: a fresh object pushes at once). */
   #lastRunPush = 0;
-  /** Whether the last settings read here found automatic replies off (or the plan canceled): picks the coalescing window. */
-  #repliesOff = false;
   /** Highest sequence number of an opt-out/help keyword message ingested since this object started (decided within ALARM_COALESCE_MS). */
   #urgentSeq = 0;
 
@@ -1264,7 +1271,8 @@ export class Conversation extends DurableObject<Env> {
     const readFrom = Date.now();
     const value = await this.#loadTenantContext(tenantId);
     run.context = { readFrom, value };
-    this.#repliesOff = !value.settings.ai.replies || value.planStatus === "canceled";
+    if (quietTenants.size >= QUIET_TENANTS_MAX) quietTenants.clear();
+    quietTenants.set(tenantId, !value.settings.ai.replies || value.planStatus === "canceled");
     return value;
   }
 
@@ -1588,17 +1596,21 @@ export class Conversation extends DurableObject<Env> {
   /** After queueing a task stored at `storedAt`: under load an alarm is usually set early enough already. */
   async #alarmForNewTask(storedAt: number, urgent: boolean): Promise<void> {
     // The new task is the earliest thing that can be due (older work keeps its own, earlier, alarm).
-    const due = Math.max(storedAt, this.#alarmStartedAt + this.#coalesceMs(urgent));
+    // Replies on: an idle conversation decides at once, a busy one a window after its last run.
+    // Replies off: the message opens a window (or joins the one already open).
+    const due = this.#quiet(urgent) ? Math.max(storedAt, this.#alarmStartedAt) + QUIET_COALESCE_MS : Math.max(storedAt, this.#alarmStartedAt + ALARM_COALESCE_MS);
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > due) await this.ctx.storage.setAlarm(due);
   }
 
-  /**
-   * Least time from the last run's start to the next decision run: QUIET_COALESCE_MS while
-   * replies are off and no keyword message waits (`urgent`), else ALARM_COALESCE_MS.
-   */
+  /** Whether decisions may wait QUIET_COALESCE_MS: the tenant's replies are off and no keyword message waits (`urgent`). */
+  #quiet(urgent: boolean): boolean {
+    return !urgent && quietTenants.get(this.#getMeta("tenant_id") ?? "") === true;
+  }
+
+  /** Least time from the last run's start to the next decision run. */
   #coalesceMs(urgent: boolean): number {
-    return this.#repliesOff && !urgent ? QUIET_COALESCE_MS : ALARM_COALESCE_MS;
+    return this.#quiet(urgent) ? QUIET_COALESCE_MS : ALARM_COALESCE_MS;
   }
 
   async #scheduleAlarm(at?: number): Promise<void> {

@@ -222,8 +222,8 @@ describe("when decisions run: coalescing, keywords and special categories", () =
     const tenant = await createTenant("Timing", { aiReplies });
     const channel = await createCustomChannel(tenant.ownerKey);
     let n = 0;
-    const post = async (text: string) => {
-      const res = await postCustom(channel.id, channel.secret, { type: "message", id: `timing-${Date.now()}-${++n}`, from: "+393339876543", text });
+    const post = async (text: string, from = "+393339876543") => {
+      const res = await postCustom(channel.id, channel.secret, { type: "message", id: `timing-${Date.now()}-${++n}`, from, text });
       expect(res.status).toBe(200);
       return ((await res.json()) as { conversationId: string }).conversationId;
     };
@@ -250,6 +250,24 @@ describe("when decisions run: coalescing, keywords and special categories", () =
     await settle(conv);
     const msgs = (await json(await api("GET", `/v1/conversations/${conv}/messages?limit=50`, t.ownerKey))) as { data: { author: string; text: string }[] };
     expect(msgs.data.filter((m) => m.author === "system")).toHaveLength(1);
+  });
+
+  it("replies off: a new conversation's first message joins a 5 s batch once a run has found replies off; replies on: it is decided at once", async () => {
+    for (const aiReplies of [false, true]) {
+      const { t } = await afterARun(aiReplies);
+      // Another sender of the same tenant: a new conversation object, which has never read the settings itself.
+      const fresh = await t.post("hello", "+393331112223");
+      const due = await alarmIn(fresh);
+      // (Replies on: the alarm may already have fired by now.)
+      if (aiReplies) expect(due ?? 0).toBeLessThanOrEqual(50);
+      else expect(due).toBeGreaterThan(3_500);
+      // Either way the decision uses settings read by its own run, and is recorded once.
+      await settle(fresh);
+      const reasons = await runInDurableObject(stubFor(fresh), (_i, state) => state.storage.sql.exec("SELECT reason FROM tasks").toArray().map((r) => r.reason));
+      expect(reasons).toHaveLength(1);
+      if (aiReplies) expect(reasons[0]).not.toBe("feature_off");
+      else expect(reasons[0]).toBe("feature_off");
+    }
   });
 
   it("replies on: the next run after a busy one waits at most 1 s", async () => {
