@@ -1244,20 +1244,112 @@ export class Conversation extends DurableObject<Env> {
   async #drainTasksOnce(): Promise<number> {
     const run: TaskRun = { context: null, consent: null };
     let taken = 0;
-    for (; taken < MAX_TASKS_PER_ALARM; taken++) {
-      // The task and its message in one read (m.* is null when the message is gone).
-      const head = this.#sql
-        .exec("SELECT t.message_seq AS task_seq, t.next_attempt_at AS task_due, t.attempts AS task_attempts, m.* FROM tasks t LEFT JOIN messages m ON m.seq = t.message_seq WHERE t.state = 'pending' ORDER BY t.message_seq LIMIT 1")
-        .toArray()[0];
+    while (taken < MAX_TASKS_PER_ALARM) {
+      const batched = await this.#decideQuietBatch(run, MAX_TASKS_PER_ALARM - taken);
+      if (batched > 0) {
+        taken += batched;
+        continue;
+      }
+      const head = this.#pendingTasks(1)[0];
       if (!head || Number(head.task_due) > Date.now()) break;
       // One control-plane read per run: a message stored after it waits for the next run (never decided on older settings).
       if (head.seq !== null && !this.#runReadCovers(run, Number(head.created_at))) break;
       const queuedBefore = this.#outboundQueued;
       await this.#runTask(Number(head.task_seq), head.seq === null ? undefined : head, Number(head.task_attempts), run);
+      taken++;
       // Only a task that queued something has a delivery to make before the next decision.
       if (this.#outboundQueued !== queuedBefore) await this.#drainOutbox();
     }
     return taken;
+  }
+
+  /** The first `limit` pending tasks in sequence order, each with its message (m.* is null when the message is gone). */
+  #pendingTasks(limit: number): Row[] {
+    return this.#sql
+      .exec(
+        "SELECT t.message_seq AS task_seq, t.next_attempt_at AS task_due, t.attempts AS task_attempts, m.* FROM tasks t LEFT JOIN messages m ON m.seq = t.message_seq WHERE t.state = 'pending' ORDER BY t.message_seq LIMIT ?",
+        limit,
+      )
+      .toArray();
+  }
+
+  /**
+   * Replies off (or the plan canceled): every decision is `skipped` whatever the text says, so the
+   * leading pending tasks (due, first attempt, message present, covered by this run's settings
+   * read, no opt-out/help keyword) are decided together: one read, one decryption pass and one
+   * storage step, instead of #runTask's two steps each. The outcome, intent label and
+   * special-category flag are the ones #runTask would record. Returns how many it decided; 0
+   * leaves the head to #runTask (replies on, a keyword, a retry, or fewer than two tasks).
+   */
+  async #decideQuietBatch(run: TaskRun, limit: number): Promise<number> {
+    if (limit < 2) return 0;
+    const now = Date.now();
+    let rows = this.#pendingTasks(limit);
+    let usable = 0;
+    while (usable < rows.length) {
+      const r = rows[usable] as Row;
+      if (r.seq === null || Number(r.task_due) > now || Number(r.task_attempts) !== 0) break;
+      usable++;
+    }
+    if (usable < 2) return 0;
+    const tenantId = this.#getMeta("tenant_id") ?? "";
+    let context: TenantContext;
+    try {
+      context = await this.#taskContext(run, tenantId, Number((rows[0] as Row).created_at));
+    } catch {
+      return 0; // #runTask retries the read and schedules the task's retry
+    }
+    const { settings, planStatus } = context;
+    if (settings.ai.replies && planStatus !== "canceled") return 0;
+    // A message stored after this run's read ends the batch (it waits for the next run's read).
+    let covered = 1;
+    while (covered < usable && this.#runReadCovers(run, Number((rows[covered] as Row).created_at))) covered++;
+    rows = rows.slice(0, covered);
+    const texts = await Promise.all(rows.map(async (r) => (await this.#openMessage(r)).text));
+    const decided: { seq: number; row: Row; text: string; outcome: Decision }[] = [];
+    // Tasks queued before ingest flagged special categories are checked here, as #runTask does.
+    let flag = this.#getMeta("special_category") === "1";
+    let flags = false;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i] as Row;
+      const text = texts[i] as string;
+      if (classifyKeyword(text)) break;
+      const special = flag ? [] : detectSpecialCategories(text);
+      const outcome = preModelDecision({ settings, planStatus, conversationStatus: this.#getMeta("status") ?? "open", text, specialCategories: special, restricted: false, minorWithoutAuthorization: false });
+      if (outcome?.outcome !== "skipped") break;
+      if (special.length > 0) flag = flags = true;
+      decided.push({ seq: Number(row.task_seq), row, text, outcome });
+    }
+    if (decided.length < 2) return 0;
+    const flagged = this.#transaction(() => {
+      let labelled = false;
+      const at = Date.now();
+      for (const d of decided) {
+        if (settings.ai.intent && d.row.intent === null) {
+          this.#sql.exec("UPDATE messages SET intent = ?, updated_at = ? WHERE seq = ?", classifyIntent(d.text), at, d.seq);
+          labelled = true;
+        }
+        this.#sql.exec(
+          "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ? AND state = 'pending'",
+          d.outcome.outcome,
+          d.outcome.reason,
+          randomToken(16),
+          at,
+          d.seq,
+        );
+      }
+      // Staff see the labels (the rows' new updated_at brings them to their sockets); the index row does not change.
+      if (labelled) this.#staffChanged();
+      if (flags && this.#getMeta("special_category") !== "1") {
+        this.#setMeta("special_category", "1");
+        this.#bumpVersion();
+        this.#indexUrgent();
+        return true;
+      }
+      return false;
+    });
+    if (flagged) await this.#syncIndexIfUrgent();
+    return decided.length;
   }
 
   /** Whether this run's control-plane reads (if any yet) began after a message stored at `storedAt`. */

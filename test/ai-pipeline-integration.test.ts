@@ -270,6 +270,34 @@ describe("when decisions run: coalescing, keywords and special categories", () =
     }
   });
 
+  it("replies off: one run decides a batch as one task at a time would (keywords answered once, labels, the special-category flag, counted once)", async () => {
+    const { t, conv } = await afterARun(false);
+    const texts = ["what are your opening hours?", "how much is shipping?", "Ho il diabete, posso ordinare?", "STOP", "where is my order?", "thanks"];
+    for (const text of texts) await t.post(text);
+    // As if these tasks were queued before ingest flagged special categories: the run must flag it itself.
+    await runInDurableObject(stubFor(conv), (_i, state) => {
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'special_category'");
+    });
+    await env.DB.prepare("UPDATE conversations SET special_category = 0 WHERE id = ?").bind(conv).run();
+    const tasks = () =>
+      runInDurableObject(stubFor(conv), (_i, state) =>
+        state.storage.sql.exec("SELECT t.state, t.reason, m.intent FROM tasks t JOIN messages m ON m.seq = t.message_seq ORDER BY t.message_seq").toArray(),
+      );
+    expect((await tasks()).filter((r) => r.state === "pending")).toHaveLength(texts.length);
+    await runDurableObjectAlarm(stubFor(conv));
+    const after = await tasks();
+    expect(after.map((r) => r.state)).toEqual(Array(texts.length + 1).fill("done"));
+    expect(after.map((r) => r.reason)).toEqual(["feature_off", "feature_off", "feature_off", "feature_off", "keyword", "feature_off", "feature_off"]);
+    // Intent labels on every decided message (a keyword message is answered, not labelled).
+    expect(after.map((r) => r.intent === null)).toEqual([false, false, false, false, true, false, false]);
+    expect((await env.DB.prepare("SELECT special_category FROM conversations WHERE id = ?").bind(conv).first<{ special_category: number }>())?.special_category).toBe(1);
+    await settle(conv);
+    const msgs = (await json(await api("GET", `/v1/conversations/${conv}/messages?limit=50`, t.ownerKey))) as { data: { author: string }[] };
+    expect(msgs.data.filter((m) => m.author === "system")).toHaveLength(1);
+    const health = (await json(await api("GET", "/v1/agent-health", t.ownerKey))) as { days: { reasons: Record<string, number> }[] };
+    expect(health.days[0]?.reasons).toEqual({ "skipped:feature_off": texts.length });
+  });
+
   it("replies on: the next run after a busy one waits at most 1 s", async () => {
     const { t, conv } = await afterARun(true);
     await t.post("second message");
