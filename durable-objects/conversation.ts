@@ -1279,10 +1279,10 @@ export class Conversation extends DurableObject<Env> {
    * read, no opt-out/help keyword) are decided together: one read, one decryption pass and one
    * storage step, instead of #runTask's two steps each. The outcome, intent label and
    * special-category flag are the ones #runTask would record. Returns how many it decided; 0
-   * leaves the head to #runTask (replies on, a keyword, a retry, or fewer than two tasks).
+   * leaves the head to #runTask (replies on, a keyword, a retry, or a single task due).
    */
   async #decideQuietBatch(run: TaskRun, limit: number): Promise<number> {
-    if (limit < 2) return 0;
+    if (limit < 2 || (run.context && repliesOn(run.context.value))) return 0;
     const now = Date.now();
     let rows = this.#pendingTasks(limit);
     let usable = 0;
@@ -1299,8 +1299,8 @@ export class Conversation extends DurableObject<Env> {
     } catch {
       return 0; // #runTask retries the read and schedules the task's retry
     }
+    if (repliesOn(context)) return 0;
     const { settings, planStatus } = context;
-    if (settings.ai.replies && planStatus !== "canceled") return 0;
     // A message stored after this run's read ends the batch (it waits for the next run's read).
     let covered = 1;
     while (covered < usable && this.#runReadCovers(run, Number((rows[covered] as Row).created_at))) covered++;
@@ -1308,19 +1308,19 @@ export class Conversation extends DurableObject<Env> {
     const texts = await Promise.all(rows.map(async (r) => (await this.#openMessage(r)).text));
     const decided: { seq: number; row: Row; text: string; outcome: Decision }[] = [];
     // Tasks queued before ingest flagged special categories are checked here, as #runTask does.
-    let flag = this.#getMeta("special_category") === "1";
-    let flags = false;
+    let flagKnown = this.#getMeta("special_category") === "1";
+    let flagging = false;
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i] as Row;
       const text = texts[i] as string;
       if (classifyKeyword(text)) break;
-      const special = flag ? [] : detectSpecialCategories(text);
+      const special = flagKnown ? [] : detectSpecialCategories(text);
       const outcome = preModelDecision({ settings, planStatus, conversationStatus: this.#getMeta("status") ?? "open", text, specialCategories: special, restricted: false, minorWithoutAuthorization: false });
       if (outcome?.outcome !== "skipped") break;
-      if (special.length > 0) flag = flags = true;
+      if (special.length > 0) flagKnown = flagging = true;
       decided.push({ seq: Number(row.task_seq), row, text, outcome });
     }
-    if (decided.length < 2) return 0;
+    if (decided.length === 0) return 0;
     const flagged = this.#transaction(() => {
       let labelled = false;
       const at = Date.now();
@@ -1340,7 +1340,7 @@ export class Conversation extends DurableObject<Env> {
       }
       // Staff see the labels (the rows' new updated_at brings them to their sockets); the index row does not change.
       if (labelled) this.#staffChanged();
-      if (flags && this.#getMeta("special_category") !== "1") {
+      if (flagging && this.#getMeta("special_category") !== "1") {
         this.#setMeta("special_category", "1");
         this.#bumpVersion();
         this.#indexUrgent();
@@ -1364,7 +1364,7 @@ export class Conversation extends DurableObject<Env> {
     const value = await this.#loadTenantContext(tenantId);
     run.context = { readFrom, value };
     if (quietTenants.size >= QUIET_TENANTS_MAX) quietTenants.clear();
-    quietTenants.set(tenantId, !value.settings.ai.replies || value.planStatus === "canceled");
+    quietTenants.set(tenantId, !repliesOn(value));
     return value;
   }
 
@@ -1418,7 +1418,7 @@ export class Conversation extends DurableObject<Env> {
     // Restrictions and age only matter to a reply: with replies off (or the plan canceled) the decision is already known.
     let restricted = false;
     let minor = false;
-    if (settings.ai.replies && context.planStatus !== "canceled") {
+    if (repliesOn(context)) {
       try {
         ({ restricted, minor } = await this.#taskConsent(run, tenantId, subjectHash, storedAt));
       } catch (err) {
@@ -1904,6 +1904,11 @@ const sealedBodySchema = z.object({
 interface TaskRun {
   context: { readFrom: number; value: TenantContext } | null;
   consent: { readFrom: number; value: { restricted: boolean; minor: boolean } } | null;
+}
+
+/** Whether automatic replies can be sent: on in the settings, and the plan not canceled. */
+function repliesOn(context: TenantContext): boolean {
+  return context.settings.ai.replies && context.planStatus !== "canceled";
 }
 
 interface TenantContext {
