@@ -1291,7 +1291,8 @@ export class Conversation extends DurableObject<Env> {
       if (r.seq === null || Number(r.task_due) > now || Number(r.task_attempts) !== 0) break;
       usable++;
     }
-    if (usable < 2) return 0;
+    // One settings read per run: a head stored after it is left for the next run (as the drain loop does).
+    if (usable < 2 || !this.#runReadCovers(run, Number((rows[0] as Row).created_at))) return 0;
     const tenantId = this.#getMeta("tenant_id") ?? "";
     let context: TenantContext;
     try {
