@@ -11,15 +11,13 @@
 // - cold subject key: unwrapping a subject key from its MASTER_KEY envelope and importing it (paid
 //   once per conversation object per cache period, not per message).
 // Timings are medians of several rounds after a warm-up.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { openBytes, randomBytes, sealBytes } from "../lib/crypto";
 import { fromUtf8, utf8 } from "../lib/encoding";
 import { openFile, sealFile } from "../lib/file-envelope";
+import { resultsPath } from "./lib-results";
 
-const here = dirname(fileURLToPath(import.meta.url));
 const ROUNDS = 7;
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 10_000);
 const FILES = Number(process.env.BENCH_FILES ?? 40);
@@ -149,8 +147,7 @@ async function main(): Promise<void> {
   process.stdout.write("\nCold subject key (once per conversation object per cache period)\n");
   line("  unwrap from MASTER_KEY + import", `${results.coldSubjectKey.unwrapAndImportUs.toFixed(2)} µs`);
 
-  mkdirSync(join(here, "results"), { recursive: true });
-  writeFileSync(join(here, "results", "encryption.json"), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(resultsPath("encryption.json"), `${JSON.stringify(results, null, 2)}\n`);
   // `sink` keeps the baselines' work observable, so it cannot be optimised away.
   process.stdout.write(`\nwrote bench/results/encryption.json (checksum ${sink % 1000})\n`);
 }

@@ -8,15 +8,15 @@
 // appears) and throughput. Throughput is timed in child processes, one per library and round, after a JIT warm-up; MB/s uses the median pass.
 // Peers get the raw text; Parley also gets the channel's country as its default phone region.
 import { fork } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { redact } from "../lib/redact/index";
 import { buildCorpus } from "./redaction-corpus";
 import type { CorpusMessage } from "./redaction-corpus";
+import { resultsPath } from "./lib-results";
 
-const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
 type RedactFn = (text: string, country: string) => string | Promise<string>;
@@ -55,7 +55,7 @@ interface LibraryResult {
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 6000);
 const SEED = 20250314;
-const ROUNDS = 5;
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5) || 1);
 
 function versionOf(pkg: string): string {
   try {
@@ -372,8 +372,7 @@ async function main(): Promise<void> {
     await runSuite("dense", "stress: every message carries identifiers and/or business facts", 0, libs),
   ];
 
-  const outDir = join(here, "results");
-  mkdirSync(outDir, { recursive: true });
+  const outDir = resultsPath();
   const json = { generatedAt: new Date().toISOString(), node: process.version, suites };
   writeFileSync(join(outDir, "redaction.json"), JSON.stringify(json, null, 2) + "\n");
   console.log(`\nwrote ${join(outDir, "redaction.json")}`);

@@ -21,13 +21,14 @@
 // The index-only phase stops after BENCH_RETENTION_BUDGET_S seconds (default
 // 330, so the whole bench stays near 10 minutes on a 2-core machine) and then
 // projects the runs still needed; BENCH_RETENTION_BUDGET_S=0 sweeps to the end.
-import { existsSync, mkdirSync, statfsSync, writeFileSync } from "node:fs";
+import { existsSync, statfsSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { parleySignature } from "../lib/signatures";
 import { cpuMs, createBenchServer, jsonCount, LogTail, percentile, workerdPids, type BenchServer } from "./lib-wrangler";
+import { resultsPath } from "./lib-results";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SAMPLE = Number(process.env.BENCH_RETENTION_SAMPLE ?? 1000);
@@ -314,8 +315,7 @@ async function main(): Promise<void> {
       ok,
       benchSeconds: Math.round((Date.now() - benchStarted) / 1000),
     };
-    mkdirSync(join(here, "results"), { recursive: true });
-    writeFileSync(join(here, "results", "retention.json"), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(resultsPath("retention.json"), `${JSON.stringify(results, null, 2)}\n`);
     log("");
     log(line("real objects", real));
     log(line("index only", indexOnly));

@@ -14,11 +14,12 @@
 //
 // Prints `BENCH startup {json}` lines and a summary; writes bench/results/startup.json.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { resultsPath } from "./lib-results";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -128,8 +129,7 @@ try {
   out(`startup CPU      ${cpu} ms median of ${RUNS} (min ${best}, max ${worst} ms) — ${(summary.shareOfLimit * 100).toFixed(1)}% of the 1 s limit (measured locally)`);
   out("heaviest at startup (self time, median run):");
   for (const t of top) out(`  ${t.ms.toFixed(1).padStart(6)} ms  ${t.fn}`);
-  mkdirSync(join(here, "results"), { recursive: true });
-  writeFileSync(join(here, "results", "startup.json"), `${JSON.stringify({ at: new Date().toISOString(), ...summary, top }, null, 2)}\n`);
+  writeFileSync(resultsPath("startup.json"), `${JSON.stringify({ at: new Date().toISOString(), ...summary, top }, null, 2)}\n`);
   out("results → bench/results/startup.json");
   if (worst > STARTUP_LIMIT_MS || gzipped > BUNDLE_TARGET_BYTES) process.exitCode = 1;
 } finally {

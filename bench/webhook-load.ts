@@ -35,16 +35,17 @@
 // message, from its first send to its 200 (retries included), measured by the driver.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
+import { resultsPath } from "./lib-results";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 /** Seconds in a row with under 50 ms of workerd CPU that count as idle (see the header). */
-const IDLE_SECONDS = 6;
+const IDLE_SECONDS = Number(process.env.BENCH_LOAD_IDLE_SECONDS ?? 6);
 
 // ====================================================================== driver (child process)
 
@@ -578,8 +579,7 @@ async function main(): Promise<void> {
       out("what costs what (10 in flight, 400 requests each; workerd CPU per request, + after the run until idle):");
       for (const st of steps) out(`  p50 ${st.p50.toFixed(1).padStart(7)} ms  p95 ${st.p95.toFixed(1).padStart(7)} ms  ${st.messagesPerSecond.toFixed(1).padStart(6)}/s  cpu ${st.cpuMsPerMessage.toFixed(2).padStart(6)} (+${st.deferredCpuMsPerMessage.toFixed(2)}) ms  ${st.label}`);
     }
-    mkdirSync(join(here, "results"), { recursive: true });
-    writeFileSync(join(here, "results", "webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, rounds, figures, ratios: levels.map(ratioLine), profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
+    writeFileSync(resultsPath("webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, rounds, figures, ratios: levels.map(ratioLine), profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
     out(`results → bench/results/webhook-load.json (${Math.round((Date.now() - benchStarted) / 1000)} s)`);
     const broken = figures.filter((f) => f.target === "parley" && (f.lost > 0 || f.duplicated > 0 || f.problems.some((p) => p.startsWith("mismatch") || p.startsWith("unexpected"))));
     if (broken.length) {
