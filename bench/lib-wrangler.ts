@@ -129,25 +129,10 @@ export async function createBenchServer(root = tmpdir(), vars: Record<string, st
   let child: ChildProcess | null = null;
   let log: WriteStream | null = null;
 
-  /** SIGTERM the process group this bench started, then SIGKILL whatever is left of it. */
   const stop = async () => {
     const proc = child;
     child = null;
-    if (!proc?.pid) return;
-    const pgid = proc.pid;
-    const exited = proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : once(proc, "exit").then(() => undefined);
-    try {
-      process.kill(-pgid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-    await Promise.race([exited, sleep(10_000)]);
-    await sleep(500);
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // the whole group exited
-    }
+    if (proc) await stopGroup(proc);
   };
 
   return {
@@ -159,25 +144,13 @@ export async function createBenchServer(root = tmpdir(), vars: Record<string, st
     async start() {
       log ??= createWriteStream(logFile, { flags: "a" });
       const stream = log;
-      const args = devServerArgs(options, port, persistDir, envFile);
-      const proc = spawn(process.execPath, args, { cwd: appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+      const proc = spawnDevServer(devServerArgs(options, port, persistDir, envFile), appDir, env, stream);
       child = proc;
-      proc.stdout?.on("data", (c: Buffer) => stream.write(c));
-      proc.stderr?.on("data", (c: Buffer) => stream.write(c));
-      const deadline = Date.now() + 90_000;
-      for (;;) {
-        if (proc.exitCode !== null) throw new Error(`wrangler dev exited (${proc.exitCode}); see ${logFile}`);
-        try {
-          const res = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(2_000) });
-          if (res.status === 200) return;
-        } catch {
-          // not listening yet
-        }
-        if (Date.now() > deadline) {
-          await stop();
-          throw new Error(`wrangler dev not healthy after 90 s; see ${logFile}`);
-        }
-        await sleep(250);
+      const health = await untilHealthy(proc, `${baseUrl}/health`);
+      if (health === "exited") throw new Error(`wrangler dev exited (${proc.exitCode}); see ${logFile}`);
+      if (health === "timeout") {
+        await stop();
+        throw new Error(`wrangler dev not healthy after 90 s; see ${logFile}`);
       }
     },
     stop,
@@ -342,51 +315,63 @@ export async function startPlainServer(sourceDir: string, healthPath = "/health"
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const stream = createWriteStream(logFile, { flags: "a" });
-  const args = devServerArgs(options, port, join(workDir, "state"));
-  const proc = spawn(process.execPath, args, { cwd: appDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-  proc.stdout?.on("data", (c: Buffer) => stream.write(c));
-  proc.stderr?.on("data", (c: Buffer) => stream.write(c));
-  const stop = async () => {
-    if (!proc.pid) return;
-    const exited = proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : once(proc, "exit").then(() => undefined);
-    try {
-      process.kill(-proc.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-    await Promise.race([exited, sleep(10_000)]);
-    await sleep(500);
-    try {
-      process.kill(-proc.pid, "SIGKILL");
-    } catch {
-      // the whole group exited
-    }
-  };
+  const proc = spawnDevServer(devServerArgs(options, port, join(workDir, "state")), appDir, env, stream);
   const dispose = async () => {
-    await stop();
+    await stopGroup(proc);
     await new Promise<void>((resolve) => stream.end(() => resolve()));
     if (!process.env.PARLEY_BENCH_KEEP) await rm(workDir, { recursive: true, force: true });
   };
+  const health = await untilHealthy(proc, `${baseUrl}${healthPath}`);
+  if (health !== "ok") {
+    const exitCode = proc.exitCode;
+    const log = await readFile(logFile, "utf8").catch(() => "");
+    await dispose();
+    throw new Error(health === "exited" ? `wrangler dev (${sourceDir}) exited (${exitCode})` : `wrangler dev (${sourceDir}) not healthy after 90 s:\n${log.slice(-3000)}`);
+  }
+  return { baseUrl, port, logFile, dispose };
+}
+
+/** Starts a dev server as its own process group (so stopGroup reaches workerd too), its output appended to `log`. */
+function spawnDevServer(args: string[], cwd: string, env: NodeJS.ProcessEnv, log: WriteStream): ChildProcess {
+  const proc = spawn(process.execPath, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  proc.stdout?.on("data", (c: Buffer) => log.write(c));
+  proc.stderr?.on("data", (c: Buffer) => log.write(c));
+  return proc;
+}
+
+/** SIGTERM a dev server's process group, then SIGKILL whatever is left of it. */
+async function stopGroup(proc: ChildProcess): Promise<void> {
+  if (!proc.pid) return;
+  const pgid = proc.pid;
+  const exited = proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : once(proc, "exit").then(() => undefined);
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    // already gone
+  }
+  await Promise.race([exited, sleep(10_000)]);
+  await sleep(500);
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // the whole group exited
+  }
+}
+
+/** Polls `url` every 250 ms until it answers 200 ("ok"), the server exits, or 90 s pass ("timeout"). */
+async function untilHealthy(proc: ChildProcess, url: string): Promise<"ok" | "exited" | "timeout"> {
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (proc.exitCode !== null) {
-      await dispose();
-      throw new Error(`wrangler dev (${sourceDir}) exited (${proc.exitCode})`);
-    }
+    if (proc.exitCode !== null) return "exited";
     try {
-      const res = await fetch(`${baseUrl}${healthPath}`, { signal: AbortSignal.timeout(2_000) });
-      if (res.status === 200) break;
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (res.status === 200) return "ok";
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) {
-      const log = await readFile(logFile, "utf8").catch(() => "");
-      await dispose();
-      throw new Error(`wrangler dev (${sourceDir}) not healthy after 90 s:\n${log.slice(-3000)}`);
-    }
+    if (Date.now() > deadline) return "timeout";
     await sleep(250);
   }
-  return { baseUrl, port, logFile, dispose };
 }
 
 /** TCP ports on 127.0.0.1 that the given processes listen on (from their socket fds and /proc/net/tcp). */
