@@ -50,9 +50,20 @@ export default defineConfig({
           name: "e2e",
           environment: "node",
           include: ["test/e2e/**/*.test.ts"],
+          exclude: ["test/e2e/bench-smoke.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           fileParallelism: false,
+        },
+      },
+      {
+        // Every bench once on tiny knobs. `npm test` runs this project on its own, after the others:
+        // the benches start dev servers and fork processes, which would slow the other tests down.
+        test: {
+          name: "bench",
+          environment: "node",
+          include: ["test/e2e/bench-smoke.test.ts"],
+          testTimeout: 600_000,
         },
       },
     ],
