@@ -149,7 +149,7 @@ async function main(): Promise<void> {
 
   writeFileSync(resultsPath("encryption.json"), `${JSON.stringify(results, null, 2)}\n`);
   // `sink` keeps the baselines' work observable, so it cannot be optimised away.
-  process.stdout.write(`\nwrote bench/results/encryption.json (checksum ${sink % 1000})\n`);
+  process.stdout.write(`\nwrote ${resultsPath("encryption.json")} (checksum ${sink % 1000})\n`);
 }
 
 main().catch((err: unknown) => {

@@ -37,6 +37,8 @@ const INDEX_ONLY = Number(process.env.BENCH_RETENTION_INDEX ?? 100_000);
 const BUDGET_S = Number(process.env.BENCH_RETENTION_BUDGET_S ?? 330);
 const TENANTS = 20;
 const HELD = 100;
+/** Every HELD_STEP-th index-only conversation is on legal hold: HELD of them whenever INDEX_ONLY ≥ HELD. */
+const HELD_STEP = Math.max(1, Math.floor(INDEX_ONLY / HELD));
 const CRON = "*/15 * * * *";
 const CRON_CPU_LIMIT_MS = 30_000;
 const CRON_WALL_LIMIT_MS = 15 * 60_000;
@@ -184,7 +186,7 @@ INSERT INTO conversations (id, tenant_id, channel_id, subject_hash, status, crea
          ${now} - (1 + n % 600) * ${DAY_MS}, ${now} - (1 + n % 600) * ${DAY_MS}, 4, 1, 0 FROM s;
 INSERT INTO legal_holds (id, tenant_id, scope, target, reason, created_at, created_by)
   SELECT 'hold_bench' || id, tenant_id, 'conversation', id, 'bench hold', ${now - DAY_MS}, NULL FROM conversations
-  WHERE id LIKE 'conv_bench0%' AND CAST(substr(id, 11) AS INTEGER) % ${Math.floor(INDEX_ONLY / HELD)} = 7;
+  WHERE id LIKE 'conv_bench0%' AND CAST(substr(id, 11) AS INTEGER) % ${HELD_STEP} = ${HELD_STEP - 1};
 INSERT INTO attachments (id, tenant_id, conversation_id, subject_hash, category, r2_key, content_type, size, key_id, created_at)
   SELECT 'att_' || id, tenant_id, id, subject_hash, 'attachment', 'bench/' || id, 'image/png', 1024, 'sk_bench', created_at FROM conversations
   WHERE id LIKE 'conv_bench0%' AND CAST(substr(id, 11) AS INTEGER) % 20 = 3;
@@ -321,7 +323,7 @@ async function main(): Promise<void> {
     log(line("index only", indexOnly));
     if (idle) log(line("idle cycle", idle));
     log(`projection at the defaults: ${results.projection.conversationsPerDayAtDefaults} conversations/day per deployment (${results.projection.daysFor100kBacklog} days for a 100k backlog)`);
-    log(`results → bench/results/retention.json (${results.benchSeconds} s)`);
+    log(`results → ${resultsPath("retention.json")} (${results.benchSeconds} s)`);
     if (!ok) process.exitCode = 1;
   } finally {
     await server.dispose();

@@ -130,7 +130,7 @@ try {
   out("heaviest at startup (self time, median run):");
   for (const t of top) out(`  ${t.ms.toFixed(1).padStart(6)} ms  ${t.fn}`);
   writeFileSync(resultsPath("startup.json"), `${JSON.stringify({ at: new Date().toISOString(), ...summary, top }, null, 2)}\n`);
-  out("results → bench/results/startup.json");
+  out(`results → ${resultsPath("startup.json")}`);
   if (worst > STARTUP_LIMIT_MS || gzipped > BUNDLE_TARGET_BYTES) process.exitCode = 1;
 } finally {
   rmSync(work, { recursive: true, force: true });

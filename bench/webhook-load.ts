@@ -580,7 +580,7 @@ async function main(): Promise<void> {
       for (const st of steps) out(`  p50 ${st.p50.toFixed(1).padStart(7)} ms  p95 ${st.p95.toFixed(1).padStart(7)} ms  ${st.messagesPerSecond.toFixed(1).padStart(6)}/s  cpu ${st.cpuMsPerMessage.toFixed(2).padStart(6)} (+${st.deferredCpuMsPerMessage.toFixed(2)}) ms  ${st.label}`);
     }
     writeFileSync(resultsPath("webhook-load.json"), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, levels, conversations, aiReplies: keepAi, viaProxy, devtools, rounds, figures, ratios: levels.map(ratioLine), profile: steps, benchSeconds: Math.round((Date.now() - benchStarted) / 1000) }, null, 2)}\n`);
-    out(`results → bench/results/webhook-load.json (${Math.round((Date.now() - benchStarted) / 1000)} s)`);
+    out(`results → ${resultsPath("webhook-load.json")} (${Math.round((Date.now() - benchStarted) / 1000)} s)`);
     const broken = figures.filter((f) => f.target === "parley" && (f.lost > 0 || f.duplicated > 0 || f.problems.some((p) => p.startsWith("mismatch") || p.startsWith("unexpected"))));
     if (broken.length) {
       process.stderr.write("acknowledged messages were lost or duplicated\n");
