@@ -1327,27 +1327,14 @@ export class Conversation extends DurableObject<Env> {
       const at = Date.now();
       for (const d of decided) {
         if (settings.ai.intent && d.row.intent === null) {
-          this.#sql.exec("UPDATE messages SET intent = ?, updated_at = ? WHERE seq = ?", classifyIntent(d.text), at, d.seq);
+          this.#labelIntent(d.seq, d.text, at);
           labelled = true;
         }
-        this.#sql.exec(
-          "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ? AND state = 'pending'",
-          d.outcome.outcome,
-          d.outcome.reason,
-          randomToken(16),
-          at,
-          d.seq,
-        );
+        this.#markDecided(d.seq, d.outcome, at);
       }
       // Staff see the labels (the rows' new updated_at brings them to their sockets); the index row does not change.
       if (labelled) this.#staffChanged();
-      if (flagging && this.#getMeta("special_category") !== "1") {
-        this.#setMeta("special_category", "1");
-        this.#bumpVersion();
-        this.#indexUrgent();
-        return true;
-      }
-      return false;
+      return flagging && this.#flagSpecialCategory();
     });
     if (flagged) await this.#syncIndexIfUrgent();
     return decided.length;
@@ -1430,18 +1417,12 @@ export class Conversation extends DurableObject<Env> {
     const special = detectSpecialCategories(text);
     const flagged = this.#transaction(() => {
       if (settings.ai.intent && row.intent === null) {
-        this.#sql.exec("UPDATE messages SET intent = ?, updated_at = ? WHERE seq = ?", classifyIntent(text), Date.now(), seq);
+        this.#labelIntent(seq, text, Date.now());
         // Staff see the label (the row's new updated_at brings it to their sockets); the index row does not change.
         this.#staffChanged();
       }
       // Ingest flags special categories before its ack; this covers tasks queued before it did.
-      if (special.length > 0 && this.#getMeta("special_category") !== "1") {
-        this.#setMeta("special_category", "1");
-        this.#bumpVersion();
-        this.#indexUrgent();
-        return true;
-      }
-      return false;
+      return special.length > 0 && this.#flagSpecialCategory();
     });
     // The flag gates viewers' access (read from D1): it reaches the index before anything else happens.
     if (flagged) await this.#syncIndexIfUrgent();
@@ -1483,6 +1464,34 @@ export class Conversation extends DurableObject<Env> {
     await this.#finishTask(seq, decision, settings);
   }
 
+  /** Stores the intent label of message `seq` (call inside a storage step). */
+  #labelIntent(seq: number, text: string, at: number): void {
+    this.#sql.exec("UPDATE messages SET intent = ?, updated_at = ? WHERE seq = ?", classifyIntent(text), at, seq);
+  }
+
+  /** Flags the conversation's special category unless it already is (call inside a storage step); true: flagged now. */
+  #flagSpecialCategory(): boolean {
+    if (this.#getMeta("special_category") === "1") return false;
+    this.#setMeta("special_category", "1");
+    this.#bumpVersion();
+    this.#indexUrgent();
+    return true;
+  }
+
+  /** Records a still-pending task's decision (call inside a storage step); false when it was decided already. */
+  #markDecided(seq: number, decision: Decision, at: number): boolean {
+    return (
+      this.#sql.exec(
+        "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ? AND state = 'pending'",
+        decision.outcome,
+        decision.reason,
+        randomToken(16),
+        at,
+        seq,
+      ).rowsWritten > 0
+    );
+  }
+
   #retryTask(seq: number, attempts: number, error: string, countsAsAttempt: boolean): void {
     const next = attempts + (countsAsAttempt ? 1 : 0);
     const wait = Math.min(60_000, 1_000 * 2 ** next);
@@ -1496,15 +1505,7 @@ export class Conversation extends DurableObject<Env> {
     const queued = this.#transaction(() => {
       const now = Date.now();
       // Only a still-pending task is decided (a retried alarm finds it done and changes nothing).
-      const decided = this.#sql.exec(
-        "UPDATE tasks SET state = 'done', outcome = ?, reason = ?, health_key = ?, decided_at = ?, last_error = NULL WHERE message_seq = ? AND state = 'pending'",
-        decision.outcome,
-        decision.reason,
-        randomToken(16),
-        now,
-        seq,
-      );
-      if (decided.rowsWritten === 0) return false;
+      if (!this.#markDecided(seq, decision, now)) return false;
       let sends = false;
       if (reply) {
         this.#queueOutbound(reply, "ai", null, now);
