@@ -7,10 +7,9 @@
 import { env } from "cloudflare:workers";
 import Stripe from "stripe";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, call, createCustomChannel, createKey, createTenant, json, postCustom, settle } from "./helpers";
+import { api, call, createCustomChannel, createKey, createTenant, json, postCustom, settle, STRIPE_BASE, stubStripe } from "./helpers";
 
 const WEBHOOK_SECRET = "whsec_test_parley_0123456789abcdef";
-const STRIPE_BASE = "http://stripe-stub.test:12111";
 const NOW_S = () => Math.floor(Date.now() / 1000);
 
 afterEach(() => {
@@ -304,27 +303,6 @@ describe("POST /webhooks/stripe: applying events", () => {
     }
   });
 });
-
-interface StripeCall {
-  url: string;
-  method: string;
-  authorization: string | null;
-  form: URLSearchParams;
-}
-
-/** Answers requests to the Stripe stand-in; everything else goes to the real fetch. */
-function stubStripe(answer: (call: StripeCall) => Response = (c) => Response.json({ id: "cs_test_stub_1", object: "checkout.session", url: "https://checkout.stripe.com/c/pay/cs_test_stub_1", mode: c.form.get("mode") })): StripeCall[] {
-  const calls: StripeCall[] = [];
-  const realFetch = globalThis.fetch;
-  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
-    const request = new Request(input, init);
-    if (!request.url.startsWith(STRIPE_BASE)) return realFetch(input, init);
-    const stripeCall = { url: request.url, method: request.method, authorization: request.headers.get("authorization"), form: new URLSearchParams(new TextDecoder().decode(await request.arrayBuffer())) };
-    calls.push(stripeCall);
-    return answer(stripeCall);
-  });
-  return calls;
-}
 
 describe("POST /v1/billing/checkout", () => {
   it("creates a subscription Checkout session through the SDK with the tenant id and the admin-page URLs", async () => {

@@ -1,6 +1,7 @@
 /** Test helpers for the in-workerd suites: real app, real D1, R2 and Durable Objects. */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
+import { vi } from "vitest";
 import { parleySignature } from "../lib/signatures";
 
 export const PLATFORM_KEY = "test-platform-admin-key-0123456789abcdef";
@@ -96,4 +97,29 @@ export async function settle(conversationId: string, pauseMs = 0): Promise<void>
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
   }
   throw new Error("conversation did not settle");
+}
+
+/** `STRIPE_API_BASE` in the test configuration: a host that does not resolve, so only the stand-in answers. */
+export const STRIPE_BASE = "http://stripe-stub.test:12111";
+
+/** One request the Stripe stand-in answered. */
+export interface StripeCall {
+  url: string;
+  method: string;
+  authorization: string | null;
+  form: URLSearchParams;
+}
+
+/** Answers requests to the Stripe stand-in; everything else goes to the real fetch. */
+export function stubStripe(answer: (call: StripeCall) => Response = (c) => Response.json({ id: "cs_test_stub_1", object: "checkout.session", url: "https://checkout.stripe.com/c/pay/cs_test_stub_1", mode: c.form.get("mode") })): StripeCall[] {
+  const calls: StripeCall[] = [];
+  const realFetch = globalThis.fetch;
+  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    const request = new Request(input, init);
+    if (!request.url.startsWith(STRIPE_BASE)) return realFetch(input, init);
+    const stripeCall = { url: request.url, method: request.method, authorization: request.headers.get("authorization"), form: new URLSearchParams(new TextDecoder().decode(await request.arrayBuffer())) };
+    calls.push(stripeCall);
+    return answer(stripeCall);
+  });
+  return calls;
 }
