@@ -153,6 +153,12 @@ export function redact(text: string, options?: RedactOptions): RedactResult {
 
   const kept = resolveOverlaps(cands);
   const vault = options?.vault;
+  if (kept.length === 1 && !vault) {
+    // The usual case: one identifier, numbered 1.
+    const c = kept[0] as Candidate;
+    const placeholder = placeholderText(c.type, typeIndex(c.type), 1);
+    return { text: text.slice(0, c.start) + placeholder + text.slice(c.end), entities: [{ type: c.type, start: c.start, end: c.end, placeholder }] };
+  }
   const entities: RedactedEntity[] = [];
   for (let t = 0; t < TYPE_INDEX_SIZE; t++) COUNTERS[t] = 0;
   let out = "";

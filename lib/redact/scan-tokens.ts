@@ -89,6 +89,12 @@ function classifyToken(text: string, start: number, end: number, en: Enabled, ou
   while (letter < end && ((CLS[text.charCodeAt(letter)] as number) & LETTER) === 0) letter++;
   if (letter === end) return end;
   if (en.IBAN && n <= 42 && isAsciiLetter(text.charCodeAt(start + 1)) && isDigit(text.charCodeAt(start + 2)) && isDigit(text.charCodeAt(start + 3))) {
+    // The digit scan may have validated this very IBAN already (ibanAt depends only on the text
+    // and the start): a second candidate would be an exact duplicate, dropped by the overlap step.
+    for (let k = 0; k < out.length; k++) {
+      const o = out[k] as Candidate;
+      if (o.start === start && o.type === "IBAN") return o.end;
+    }
     const ibanEnd = ibanAt(text, start, out);
     if (ibanEnd > 0) return ibanEnd;
   }
