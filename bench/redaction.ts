@@ -205,10 +205,11 @@ interface TimingRequest {
   runs: number;
 }
 
-/** One timed pass: wall-clock and process CPU time, in milliseconds. */
+/** One timed pass: wall-clock and process CPU time, in milliseconds, and the round it was timed in. */
 interface RunTime {
   wall: number;
   cpu: number;
+  round: number;
 }
 
 /** Child process: warms one library up and times `runs` passes over the corpus. */
@@ -228,7 +229,7 @@ async function timingChild(req: TimingRequest): Promise<RunTime[]> {
     await runAll(lib, corpus);
     const wall = performance.now() - t0;
     const cpu = process.cpuUsage(c0);
-    times.push({ wall, cpu: (cpu.user + cpu.system) / 1000 });
+    times.push({ wall, cpu: (cpu.user + cpu.system) / 1000, round: 0 });
   }
   return times;
 }
@@ -257,10 +258,29 @@ async function timeAll(libs: Library[], plainShare: number, firstPassMs: Map<str
       const fast = (firstPassMs.get(lib.name) ?? 0) < 500;
       if (!fast && round >= 3) continue;
       const list = times.get(lib.name) as RunTime[];
-      list.push(...(await timeInChild({ library: lib.name, plainShare, runs: fast ? 5 : 1 })));
+      for (const t of await timeInChild({ library: lib.name, plainShare, runs: fast ? 5 : 1 })) list.push({ ...t, round });
     }
   }
   return times;
+}
+
+/**
+ * Median over the rounds both libraries were timed in of (b's median time in the round / a's):
+ * a's speed over b's, each round compared with the other library timed next to it, so load
+ * on the machine that lasts a round weighs on both sides.
+ */
+function pairedRatio(a: RunTime[], b: RunTime[], pick: (t: RunTime) => number): number | null {
+  const ratios: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const ta = a.filter((t) => t.round === round).map(pick);
+    const tb = b.filter((t) => t.round === round).map(pick);
+    if (ta.length > 0 && tb.length > 0) ratios.push(median(tb) / median(ta));
+  }
+  return ratios.length > 0 ? median(ratios) : null;
+}
+
+function fmtRatio(r: number | null): string {
+  return r === null ? "n/a" : `${r.toFixed(2)}x`;
 }
 
 function pad(s: string, n: number): string {
@@ -276,6 +296,8 @@ interface SuiteResult {
   parleyVsFastestPeer: number | null;
   /** The same ratio from median CPU time. */
   parleyVsFastestPeerCpu: number | null;
+  /** Median of per-round ratios (see pairedRatio), wall and CPU. */
+  parleyVsFastestPeerPaired: { wall: number | null; cpu: number | null };
 }
 
 async function runSuite(label: string, description: string, plainShare: number, libs: Library[]): Promise<SuiteResult> {
@@ -332,13 +354,19 @@ async function runSuite(label: string, description: string, plainShare: number, 
   // On a loaded machine the wall-clock median can flatter one library by luck of scheduling, so
   // the speed target counts as met only when the CPU-time ratio agrees.
   const cpuRatio = mine && fastest ? mine.cpuMbPerSec / Math.max(...peerResults.map((r) => r.cpuMbPerSec)) : null;
+  const mineTimes = times.get("parley");
+  const peerTimes = fastest ? times.get(fastest.name) : undefined;
+  const paired = {
+    wall: mineTimes && peerTimes ? pairedRatio(mineTimes, peerTimes, (t) => t.wall) : null,
+    cpu: mineTimes && peerTimes ? pairedRatio(mineTimes, peerTimes, (t) => t.cpu) : null,
+  };
   if (mine) {
     console.log("parley recall by type: " + Object.entries(mine.recallByType).map(([t, v]) => `${t} ${v.toFixed(4)}`).join(", "));
     for (const r of peerResults) console.log(`parley vs ${r.name}: ${(mine.mbPerSec / r.mbPerSec).toFixed(2)}x MB/s`);
     if (fastest && ratio !== null && cpuRatio !== null) {
       const bestRatio = mine.bestMbPerSec / Math.max(...peerResults.map((r) => r.bestMbPerSec));
       console.log(
-        `parley vs fastest peer (${fastest.name}): ${ratio.toFixed(2)}x (median wall), ${bestRatio.toFixed(2)}x (best wall), ${cpuRatio.toFixed(2)}x (median CPU)`,
+        `parley vs fastest peer (${fastest.name}): ${ratio.toFixed(2)}x (median wall), ${bestRatio.toFixed(2)}x (best wall), ${cpuRatio.toFixed(2)}x (median CPU); per-round paired: ${fmtRatio(paired.wall)} (wall), ${fmtRatio(paired.cpu)} (CPU)`,
       );
     }
     const targets = [
@@ -358,6 +386,7 @@ async function runSuite(label: string, description: string, plainShare: number, 
     fastestPeer: fastest?.name ?? null,
     parleyVsFastestPeer: ratio,
     parleyVsFastestPeerCpu: cpuRatio,
+    parleyVsFastestPeerPaired: paired,
   };
 }
 
