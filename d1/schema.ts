@@ -223,7 +223,7 @@ export const notices = sqliteTable(
 /**
  * The consent log. Append-only: D1 triggers (in the migration) abort any UPDATE
  * or DELETE. Subjects appear only as keyed hashes; the web-form IP (evidence) is
- * sealed under MASTER_KEY, bound to the entry id.
+ * sealed under MASTER_KEY, bound to the entry id, in `consent_evidence`.
  */
 export const consents = sqliteTable(
   "consents",
@@ -237,7 +237,10 @@ export const consents = sqliteTable(
     method: text("method", { enum: ["channel_keyword", "web_form", "api", "banner"] }).notNull(),
     noticeId: text("notice_id"),
     evidenceMessageId: text("evidence_message_id"),
-    /** AES-256-GCM envelope of the IP a web form was submitted from. */
+    /**
+     * Legacy: the evidence IP's envelope, written by versions before `consent_evidence`
+     * (migration 0005 copied every one there). New entries leave it null.
+     */
     evidenceIp: text("evidence_ip"),
     channelId: text("channel_id"),
     expiresAt: integer("expires_at"),
@@ -254,6 +257,19 @@ export const consents = sqliteTable(
     uniqueIndex("consents_keyword_unique").on(t.tenantId, t.channelId, t.evidenceMessageId, t.purpose),
   ],
 );
+
+/**
+ * The IP a web form or banner choice was sent from, for the consent entry of
+ * the same id: an AES-256-GCM envelope under MASTER_KEY, bound to
+ * `consent-ip:<id>`. Kept beside the append-only log rather than in it, so a
+ * MASTER_KEY rotation can re-wrap it (the log's triggers refuse any UPDATE).
+ */
+export const consentEvidence = sqliteTable("consent_evidence", {
+  /** The consent entry's id. */
+  id: text("id").primaryKey(),
+  tenantId: text("tenant_id").notNull().references(() => tenants.id),
+  ip: text("ip").notNull(),
+});
 
 /** What is known of a subject's age (latest declaration wins). A declared age is stored as the latest possible birth date. */
 export const subjectProfiles = sqliteTable(

@@ -72,6 +72,7 @@ export const BACKUP_TABLES: readonly BackupTableSpec[] = [
   spec("legal_holds", privacy.legalHolds, { scope: "tenant_id", mode: "fill", entities: ["legal_hold"] }),
   spec("notices", core.notices, { scope: "tenant_id", mode: "append_only", entities: ["notice"] }),
   spec("consents", core.consents, { scope: "tenant_id", mode: "append_only", entities: ["consent"] }),
+  spec("consent_evidence", core.consentEvidence, { scope: "tenant_id", mode: "fill" }),
   spec("subject_profiles", core.subjectProfiles, { scope: "tenant_id", mode: "fill", subjectColumn: "subject_hash", timeColumn: "updated_at" }),
   spec("subject_restrictions", privacy.subjectRestrictions, { scope: "tenant_id", mode: "fill" }),
   spec("dsr_requests", privacy.dsrRequests, {

@@ -13,6 +13,7 @@ import { DAY_MS } from "../lib/retention";
 import worker from "../workers/index";
 import type { Conversation } from "../durable-objects/conversation";
 import { readBackup, restoreBackup, runBackupExpirySweep, runNightlyBackups, takeBackup } from "../workers/backups";
+import { sealEvidenceIp } from "../workers/support/consent-store";
 import { eraseConversation } from "../workers/support/erasure";
 import { destroySubjectKeysStatement } from "../workers/support/subject-keys";
 import { api, createCustomChannel, createTenant, json, PLATFORM_KEY, postCustom } from "./helpers";
@@ -52,7 +53,7 @@ async function seed(name = "Backup Shop") {
   const admin = (await json(await api("POST", "/v1/keys", t.ownerKey, { name: "admin key", role: "admin" }))) as { id: string; key: string };
   // A notice and a consent entry (append-only tables: a restore must never trip their triggers).
   const notice = (await json(await api("POST", "/v1/notices", t.ownerKey, { key: "newsletter", purposes: ["marketing_sms"], locale: "en", text: "SMS offers, unsubscribe any time." }))) as { id: string };
-  expect((await api("POST", "/v1/consents", t.ownerKey, { subject: BOB, purpose: "marketing_sms", status: "granted", method: "api", noticeId: notice.id })).status).toBe(201);
+  expect((await api("POST", "/v1/consents", t.ownerKey, { subject: BOB, purpose: "marketing_sms", status: "granted", method: "api", noticeId: notice.id, evidence: { ip: "203.0.113.50" } })).status).toBe(201);
   const subject = await env.DB.prepare("SELECT subject_hash FROM conversations WHERE id = ?").bind(conversations.alice).first<{ subject_hash: string }>();
   const attachmentId = `att_bk_${seq}`;
   const r2Key = `t/${t.tenantId}/a/${attachmentId}`;
@@ -194,6 +195,12 @@ describe("restore", () => {
     expect((await api("DELETE", `/v1/keys/${t.admin.id}`, t.ownerKey)).status).toBeLessThan(300);
     const newer = (await json(await api("POST", "/v1/keys", t.ownerKey, { name: "newer", role: "agent" }))) as { key: string };
     const deletionsBefore = await count("SELECT COUNT(*) AS n FROM deletion_log WHERE tenant_id = ?", t.tenantId);
+    // The consent's sealed evidence IP is lost too (it lives beside the append-only log).
+    const evidenceIp = async () =>
+      ((await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(BOB)}`, t.ownerKey))) as { history: { evidence: { ip: string | null } }[] }).history[0]?.evidence.ip;
+    expect(await evidenceIp()).toBe("203.0.113.50");
+    await env.DB.prepare("DELETE FROM consent_evidence WHERE tenant_id = ?").bind(t.tenantId).run();
+    expect(await evidenceIp()).toBeNull();
 
     const restored = await restore(backup.id);
     expect(restored.status).toBe(200);
@@ -208,6 +215,8 @@ describe("restore", () => {
     // The attachment row is still there (never lost); no deletion-log entries were written.
     expect(await count("SELECT COUNT(*) AS n FROM attachments WHERE id = ?", t.attachmentId)).toBe(1);
     expect(await count("SELECT COUNT(*) AS n FROM deletion_log WHERE tenant_id = ?", t.tenantId)).toBe(deletionsBefore);
+    expect((restored.body.tables as Record<string, unknown>).consent_evidence).toEqual({ restored: 1, present: 0, skipped: 0 });
+    expect(await evidenceIp()).toBe("203.0.113.50");
 
     const again = await restore(backup.id);
     expect(again.status).toBe(200);
@@ -274,6 +283,8 @@ describe("restore", () => {
         if (r.t === "row" && table === "consents") {
           const copy = [...r.v];
           copy[columns.indexOf("id")] = "cns_only_in_backup";
+          // As a backup from before consent_evidence: the evidence IP sealed in the log's own column.
+          copy[columns.indexOf("evidence_ip")] = await sealEvidenceIp(env, "cns_only_in_backup", "198.51.100.77");
           out.push({ t: "row", v: copy });
           extra += 1;
         }
@@ -295,6 +306,10 @@ describe("restore", () => {
     const rows = await env.DB.prepare("SELECT id, seq FROM consents WHERE tenant_id = ? ORDER BY seq").bind(t.tenantId).all<{ id: string; seq: number }>();
     expect(rows.results.map((r) => r.id)).toEqual([expect.stringMatching(/^cns_/), "cns_only_in_backup"]);
     expect(rows.results[1]?.seq).toBeGreaterThan(rows.results[0]?.seq ?? 0);
+    // Its evidence IP was copied beside the log, where a rotation re-wraps it, and reads back.
+    expect(await env.DB.prepare("SELECT ip FROM consent_evidence WHERE id = 'cns_only_in_backup'").first("ip")).toMatch(/^v1\./);
+    const history = ((await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(BOB)}`, t.ownerKey))) as { history: { id: string; evidence: { ip: string | null } }[] }).history;
+    expect(history.find((e) => e.id === "cns_only_in_backup")?.evidence.ip).toBe("198.51.100.77");
     // Still append-only, and a second restore adds nothing.
     await expect(env.DB.prepare("DELETE FROM consents WHERE id = 'cns_only_in_backup'").run()).rejects.toThrow(/append-only/);
     expect(((await restore(id)).body.tables as Record<string, unknown>).consents).toEqual({ restored: 0, present: 2, skipped: 0 });

@@ -128,8 +128,16 @@ describe("recording banner choices", () => {
     expect(state).toEqual({ cookies_functional: "granted", cookies_analytics: "withdrawn", cookies_marketing: "withdrawn", cookies_profiling: "withdrawn" });
 
     // The IP is stored encrypted, never in clear.
-    const raw = await env.DB.prepare("SELECT evidence_ip FROM consents WHERE channel_id = ? AND method = 'banner'").bind(channelId).all<{ evidence_ip: string }>();
-    for (const row of raw.results) expect(row.evidence_ip).not.toContain("203.0.113.7");
+    const raw = await env.DB.prepare("SELECT c.evidence_ip AS logged, e.ip AS sealed FROM consents c LEFT JOIN consent_evidence e ON e.id = c.id WHERE c.channel_id = ? AND c.method = 'banner'")
+      .bind(channelId)
+      .all<{ logged: string | null; sealed: string | null }>();
+    expect(raw.results).toHaveLength(4);
+    for (const row of raw.results) {
+      // Kept beside the append-only log (so a MASTER_KEY rotation can re-wrap it), sealed.
+      expect(row.logged).toBeNull();
+      expect(row.sealed).toMatch(/^v1\./);
+      expect(row.sealed).not.toContain("203.0.113.7");
+    }
 
     // A later withdrawal from the preference centre is a new entry, not an update.
     const withdraw = await postChoice(channelId, { subject: VISITOR, noticeId: shown.id, choices: allChoices(false) });

@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { envelopeKeyId, importMasterKey, masterKeyId, openBytes, randomBase64 } from "../lib/crypto";
 import { toBase64, utf8 } from "../lib/encoding";
+import { sealEvidenceIp } from "../workers/support/consent-store";
 import { subjectKeyById } from "../workers/support/subject-keys";
 import { api, call, createCustomChannel, createTenant, json, PLATFORM_KEY, postCustom } from "./helpers";
 
@@ -17,6 +18,7 @@ async function envelopeKeyIds(): Promise<Record<string, string[]>> {
     ["recordings", "data_key"],
     ["voice_models", "data_key"],
     ["dsr_requests", "subject_sealed"],
+    ["consent_evidence", "ip"],
   ];
   const out: Record<string, string[]> = {};
   for (const [table, column] of columns) {
@@ -100,6 +102,21 @@ describe("MASTER_KEY rotation", () => {
       evidence: { ip: "203.0.113.9", messageId: "form-9" },
     });
     expect(marketing.status).toBe(201);
+    // An entry written before consent_evidence existed: its IP sealed in the append-only log itself.
+    const legacyId = "cns_legacy_rotation";
+    await env.DB.prepare(
+      `INSERT INTO consents (id, tenant_id, subject_hash, purpose, status, method, notice_id, evidence_message_id, evidence_ip, channel_id, expires_at, actor_type, actor_id, created_at)
+       SELECT ?, tenant_id, subject_hash, purpose, status, method, notice_id, 'form-legacy', ?, channel_id, expires_at, actor_type, actor_id, created_at - 1 FROM consents WHERE evidence_message_id = 'form-9'`,
+    )
+      .bind(legacyId, await sealEvidenceIp(env, legacyId, "198.51.100.4"))
+      .run();
+    const evidenceIps = async () => {
+      const body = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(from)}`, ownerKey))) as { history: { evidence: { messageId: string | null; ip: string | null } }[] };
+      return Object.fromEntries(body.history.filter((e) => e.evidence.messageId?.startsWith("form-")).map((e) => [e.evidence.messageId, e.evidence.ip]));
+    };
+    expect(await evidenceIps()).toEqual({ "form-9": "203.0.113.9", "form-legacy": "198.51.100.4" });
+    // New entries keep the IP out of the log, where a rotation can re-wrap it.
+    expect(await env.DB.prepare("SELECT evidence_ip FROM consents WHERE evidence_message_id = 'form-9'").first("evidence_ip")).toBeNull();
     for (const ids of Object.values(await envelopeKeyIds())) expect(ids).toEqual([oldId]);
 
     const recordingKey = (await env.DB.prepare("SELECT object_key FROM recordings WHERE id = ?").bind(rec.id).first<{ object_key: string }>())?.object_key ?? "";
@@ -122,8 +139,7 @@ describe("MASTER_KEY rotation", () => {
       const recordingDuring = await api("GET", `/v1/recordings/${rec.id}/audio`, ownerKey);
       expect(recordingDuring.status).toBe(200);
       expect(new Uint8Array(await recordingDuring.arrayBuffer())).toEqual(audio);
-      const consentsDuring = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(from)}`, ownerKey))) as { history: { purpose: string; evidence: { ip: string | null } }[] };
-      expect(consentsDuring.history.find((e) => e.purpose === "marketing_sms")?.evidence.ip).toBe("203.0.113.9");
+      expect(await evidenceIps()).toEqual({ "form-9": "203.0.113.9", "form-legacy": "198.51.100.4" });
       const executed = await api("POST", `/v1/dsr/${dsr.id}/execute`, ownerKey);
       expect(executed.status, await executed.clone().text()).toBe(200);
       expect(((await json(await api("GET", `/v1/dsr/${dsr.id}/export?format=json`, ownerKey))) as { subject: string }).subject).toBe(`tel:${from}`);
@@ -141,6 +157,7 @@ describe("MASTER_KEY rotation", () => {
       expect(batches.length).toBeGreaterThan(2);
       expect(batches.every((b) => b.rotated <= 3 && b.failed.length === 0 && b.keyId === newId && b.previousKeyId === oldId)).toBe(true);
       const last = batches[batches.length - 1];
+      // Only the legacy entry's IP (in the append-only log, with no copy) cannot be re-wrapped.
       expect(last).toMatchObject({ remaining: 0, done: true, cursor: null, notRotatable: { consentEvidenceIps: 1 } });
       expect(batches[0]?.remaining).toBeGreaterThan(last?.remaining ?? 0);
       for (const [table, ids] of Object.entries(await envelopeKeyIds())) expect(ids, table).toEqual([newId]);
@@ -150,6 +167,8 @@ describe("MASTER_KEY rotation", () => {
       // 4. Remove the previous key: everything still decrypts.
       mutable.MASTER_KEY_PREVIOUS = "";
       expect(new Uint8Array(await (await api("GET", att.download, ownerKey)).arrayBuffer())).toEqual(fileBytes);
+      // The consent evidence IP was re-wrapped; only the legacy copy in the log is lost with the old key.
+      expect(await evidenceIps()).toEqual({ "form-9": "203.0.113.9", "form-legacy": null });
       const played = await api("GET", `/v1/recordings/${rec.id}/audio`, ownerKey);
       expect(played.status).toBe(200);
       expect(new Uint8Array(await played.arrayBuffer())).toEqual(audio);
@@ -184,4 +203,47 @@ describe("MASTER_KEY rotation", () => {
     }
     for (const [table, ids] of Object.entries(await envelopeKeyIds())) expect(ids, table).toEqual([oldId]);
   }, 60_000);
+
+  it("migration 0005 copies evidence IPs written into the consent log itself where the rotation re-wraps them", async () => {
+    const oldKey = env.MASTER_KEY;
+    const newKey = randomBase64(32);
+    const { tenantId, ownerKey } = await createTenant("Legacy evidence");
+    const subject = "+393471110077";
+    await grant(ownerKey, subject, "recording");
+    // As a version before consent_evidence wrote it: the envelope in consents.evidence_ip, no copy.
+    const legacyId = "cns_legacy_migration";
+    await env.DB.prepare(
+      `INSERT INTO consents (id, tenant_id, subject_hash, purpose, status, method, notice_id, evidence_message_id, evidence_ip, channel_id, expires_at, actor_type, actor_id, created_at)
+       SELECT ?, tenant_id, subject_hash, purpose, status, 'web_form', notice_id, 'form-old', ?, channel_id, expires_at, actor_type, actor_id, created_at FROM consents WHERE tenant_id = ?`,
+    )
+      .bind(legacyId, await sealEvidenceIp(env, legacyId, "192.0.2.44"), tenantId)
+      .run();
+    const legacy = await env.DB.prepare("SELECT evidence_ip FROM consents WHERE id = ?").bind(legacyId).first<{ evidence_ip: string }>();
+    const ipOf = async () =>
+      ((await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(subject)}`, ownerKey))) as { history: { id: string; evidence: { ip: string | null } }[] }).history.find((e) => e.id === legacyId)?.evidence.ip;
+    expect(await ipOf()).toBe("192.0.2.44");
+
+    const migration = env.TEST_MIGRATIONS.find((m) => m.name.startsWith("0005_"));
+    const copy = migration?.queries.find((q) => q.includes("INSERT INTO `consent_evidence`"));
+    expect(copy).toBeDefined();
+    await env.DB.prepare(copy ?? "").run();
+    expect(await env.DB.prepare("SELECT tenant_id, ip FROM consent_evidence WHERE id = ?").bind(legacyId).first()).toEqual({ tenant_id: tenantId, ip: legacy?.evidence_ip });
+
+    try {
+      mutable.MASTER_KEY = newKey;
+      mutable.MASTER_KEY_PREVIOUS = oldKey;
+      const last = (await rotateAll(500)).at(-1);
+      expect(last).toMatchObject({ done: true, remaining: 0 });
+      mutable.MASTER_KEY_PREVIOUS = "";
+      // Readable with the new key alone: the copy was re-wrapped (the log's own copy was not, and is no longer read).
+      expect(await ipOf()).toBe("192.0.2.44");
+      expect(envelopeKeyId((await env.DB.prepare("SELECT ip FROM consent_evidence WHERE id = ?").bind(legacyId).first<{ ip: string }>())?.ip ?? "")).toBe(await masterKeyId(newKey));
+    } finally {
+      mutable.MASTER_KEY = oldKey;
+      mutable.MASTER_KEY_PREVIOUS = newKey;
+      await rotateAll(500);
+      mutable.MASTER_KEY_PREVIOUS = undefined;
+    }
+    expect(await ipOf()).toBe("192.0.2.44");
+  });
 });

@@ -665,6 +665,13 @@ class Restorer {
   async finish(): Promise<void> {
     await this.#flushTable();
     await this.#flushConversations();
+    // A backup from before migration 0005 carries evidence IPs in the consent log itself: copy them
+    // beside it, where a MASTER_KEY rotation can re-wrap them (as the migration did).
+    await this.env.DB.prepare(
+      "INSERT INTO consent_evidence (id, tenant_id, ip) SELECT c.id, c.tenant_id, c.evidence_ip FROM consents c WHERE c.tenant_id = ? AND c.evidence_ip IS NOT NULL AND NOT EXISTS (SELECT 1 FROM consent_evidence e WHERE e.id = c.id)",
+    )
+      .bind(this.tenantId)
+      .run();
   }
 
   async #flushTable(): Promise<void> {

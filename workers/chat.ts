@@ -248,7 +248,7 @@ chat.post(
       const status: ConsentStatus = body.choices[purpose] ? "granted" : "withdrawn";
       entries.push({ id, purpose, status });
       statements.push(
-        consentInsert(c.env.DB, {
+        ...consentInsert(c.env.DB, {
           id,
           tenant_id: tenant.id,
           subject_hash: subject.subjectHash,

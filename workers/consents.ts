@@ -12,6 +12,7 @@ import { API_CONSENT_METHODS, CONSENT_METHODS, CONSENT_PURPOSES, CONSENT_STATUSE
 import { auditStatement, keyAudit } from "./support/audit";
 import { requireApiKey, requireScope } from "./support/auth";
 import {
+  consentColumns,
   consentInsert,
   isMinorWithoutAuthorization,
   latestEntries,
@@ -199,7 +200,7 @@ consents.openapi(
         ).bind(auth.tenantId, subject.subjectHash, birthDate.value, birthDate.source, now),
       );
     }
-    statements.push(consentInsert(c.env.DB, row));
+    statements.push(...consentInsert(c.env.DB, row));
     statements.push(
       auditStatement(
         c.env.DB,
@@ -215,7 +216,7 @@ consents.openapi(
     const voiceModelsDeleted = revokesVoice
       ? await purgeVoiceModels(c.env, auth.tenantId, { subjectHash: subject.subjectHash, reason: "consent_withdrawn" }, { actorType: "api_key", actorId: auth.keyId })
       : 0;
-    const stored = await c.env.DB.prepare("SELECT * FROM consents WHERE id = ?").bind(id).first<ConsentRow>();
+    const stored = await c.env.DB.prepare(`SELECT ${consentColumns("c")} FROM consents c WHERE c.id = ?`).bind(id).first<ConsentRow>();
     const entry = await entryView(c, stored ?? { ...row });
     const state = stateOf({ purpose: row.purpose, status: row.status, createdAt: row.created_at, expiresAt: row.expires_at }, Date.now());
     return c.json({ entry, current: stateView(row.purpose, state, { id, noticeId }), voiceModelsDeleted }, 201);
@@ -286,7 +287,7 @@ consents.openapi(
       return stateView(purpose, stateOf(entry, now), entry);
     });
     const { results } = await c.env.DB.prepare(
-      `SELECT * FROM consents WHERE tenant_id = ? AND subject_hash = ? ${query.before ? "AND seq < ?" : ""} ORDER BY seq DESC LIMIT ?`,
+      `SELECT ${consentColumns("c")} FROM consents c WHERE c.tenant_id = ? AND c.subject_hash = ? ${query.before ? "AND c.seq < ?" : ""} ORDER BY c.seq DESC LIMIT ?`,
     )
       .bind(...(query.before ? [auth.tenantId, subjectHash, query.before, query.limit + 1] : [auth.tenantId, subjectHash, query.limit + 1]))
       .all<ConsentRow>();
@@ -372,7 +373,7 @@ consents.openapi(
       clauses.push("c.purpose = ?");
       filters.push(query.purpose);
     }
-    const sql = `SELECT c.*, n.key AS notice_key, n.version AS notice_version, n.sha256 AS notice_sha256
+    const sql = `SELECT ${consentColumns("c")}, n.key AS notice_key, n.version AS notice_version, n.sha256 AS notice_sha256
                  FROM consents c LEFT JOIN notices n ON n.id = c.notice_id
                  WHERE ${clauses.join(" AND ")} ORDER BY c.seq LIMIT ${EXPORT_PAGE}`;
     const csv = query.format === "csv";

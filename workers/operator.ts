@@ -40,7 +40,8 @@ const str = (value: unknown): string => (typeof value === "string" ? value : Str
 /**
  * Every MASTER_KEY envelope in D1, in rotation order. The bindings must match
  * the modules that seal them: subject-keys.ts, keyring.ts, recordings.ts
- * (`object-key:<object key>`) and dsr.ts (`dsr-subject:<id>`).
+ * (`object-key:<object key>`), dsr.ts (`dsr-subject:<id>`) and consent-store.ts
+ * (`consent-ip:<consent id>`).
  */
 export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [
   { name: "subject_keys", table: "subject_keys", column: "wrapped_key", extra: ["tenant_id", "subject_hash"], binding: (r) => subjectKeyBinding(str(r.tenant_id), str(r.subject_hash), str(r.id)) },
@@ -49,17 +50,25 @@ export const WRAPPED_COLUMNS: readonly WrappedColumn[] = [
   { name: "recording_data_keys", table: "recordings", column: "data_key", extra: ["object_key"], binding: (r) => `object-key:${str(r.object_key)}` },
   { name: "voice_model_data_keys", table: "voice_models", column: "data_key", extra: ["object_key"], binding: (r) => `object-key:${str(r.object_key)}` },
   { name: "dsr_subjects", table: "dsr_requests", column: "subject_sealed", extra: [], binding: (r) => `dsr-subject:${str(r.id)}` },
+  { name: "consent_evidence_ips", table: "consent_evidence", column: "ip", extra: [], binding: (r) => `consent-ip:${str(r.id)}` },
 ];
-
-/** Envelopes that cannot be re-wrapped in place: the consent log is append-only (D1 triggers refuse UPDATE). */
-const NOT_ROTATABLE = { name: "consent_evidence_ips", table: "consents", column: "evidence_ip" } as const;
 
 /** `<column> LIKE 'v1.%' AND <column> NOT LIKE 'v1.<current>.%'`: envelopes under any other key. */
 const staleClause = (column: string) => `${column} LIKE 'v1.%' AND ${column} NOT LIKE ?`;
 
+/**
+ * Evidence IPs still only in the append-only consent log (its triggers refuse UPDATE), under
+ * another key. Migration 0005 copied every one into `consent_evidence`, so this stays 0 unless
+ * rows were written there by an older version afterwards.
+ */
+const NOT_ROTATABLE_SQL = `SELECT COUNT(*) AS n FROM consents c WHERE ${staleClause("c.evidence_ip")} AND NOT EXISTS (SELECT 1 FROM consent_evidence e WHERE e.id = c.id)`;
+
 async function staleCounts(db: D1Database, currentKeyId: string): Promise<{ byTable: Record<string, number>; notRotatable: number }> {
   const like = `v1.${currentKeyId}.%`;
-  const statements = [...WRAPPED_COLUMNS, NOT_ROTATABLE].map((w) => db.prepare(`SELECT COUNT(*) AS n FROM ${w.table} WHERE ${staleClause(w.column)}`).bind(like));
+  const statements = [
+    ...WRAPPED_COLUMNS.map((w) => db.prepare(`SELECT COUNT(*) AS n FROM ${w.table} WHERE ${staleClause(w.column)}`).bind(like)),
+    db.prepare(NOT_ROTATABLE_SQL).bind(like),
+  ];
   const results = await db.batch<{ n: number }>(statements);
   const byTable: Record<string, number> = {};
   WRAPPED_COLUMNS.forEach((w, i) => {
@@ -87,7 +96,10 @@ const RotationSchema = z
     remainingByTable: z.record(z.string(), z.number().int()),
     notRotatable: z
       .object({ consentEvidenceIps: z.number().int() })
-      .openapi({ description: "Consent-evidence IPs under another key: the consent log is append-only, so they stay readable only while their key is MASTER_KEY_PREVIOUS" }),
+      .openapi({
+        description:
+          "Consent-evidence IPs under another key that exist only in the append-only consent log (written by a version before `consent_evidence`, after its migration): they stay readable only while their key is MASTER_KEY_PREVIOUS. 0 in normal operation.",
+      }),
     cursor: z.string().nullable().openapi({ description: "Pass it back to continue; null when this pass is complete" }),
     done: z.boolean().openapi({ description: "True when the pass is complete and nothing remains under another key" }),
   })
@@ -100,7 +112,7 @@ operator.openapi(
     tags: ["Operator"],
     summary: "Re-wrap D1 secrets under the current MASTER_KEY, in batches",
     description:
-      "Re-seals subject keys, tenant hash keys, channel secrets, recording and voice-model data keys and DSR subjects that are sealed under MASTER_KEY_PREVIOUS. Call repeatedly with the returned cursor until `cursor` is null; R2 objects are not touched. Audited (`master_key.rotated`).",
+      "Re-seals subject keys, tenant hash keys, channel secrets, recording and voice-model data keys, DSR subjects and consent-evidence IPs that are sealed under MASTER_KEY_PREVIOUS. Call repeatedly with the returned cursor until `cursor` is null; R2 objects are not touched. Audited (`master_key.rotated`).",
     security: bearerSecurity,
     request: { body: { required: false, content: { "application/json": { schema: RotateBody } } } },
     responses: { 200: { description: "One batch", content: { "application/json": { schema: RotationSchema } } }, ...errorResponses },

@@ -163,34 +163,53 @@ export interface ConsentRow {
 export type NewConsent = Omit<ConsentRow, "seq">;
 
 /**
- * The insert of one consent entry. The log is append-only: there is no update
- * or delete anywhere in the code, and D1 triggers abort any that is attempted.
- * Erasure of a subject (issue 5) will need a controlled path that removes a
- * subject's entries under its own audited migration-defined mechanism; it is
- * deliberately not built here.
+ * The insert of one consent entry (and of its sealed evidence IP, when it has
+ * one). The log is append-only: there is no update or delete anywhere in the
+ * code, and D1 triggers abort any that is attempted. The evidence IP goes to
+ * `consent_evidence`, where a MASTER_KEY rotation can re-wrap it; it is
+ * written only if the entry was (an ignored duplicate keyword adds nothing).
  */
-export function consentInsert(db: D1Database, entry: NewConsent, orIgnore = false): D1PreparedStatement {
-  return db
-    .prepare(
-      `INSERT ${orIgnore ? "OR IGNORE " : ""}INTO consents (id, tenant_id, subject_hash, purpose, status, method, notice_id, evidence_message_id, evidence_ip, channel_id, expires_at, actor_type, actor_id, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(
-      entry.id,
-      entry.tenant_id,
-      entry.subject_hash,
-      entry.purpose,
-      entry.status,
-      entry.method,
-      entry.notice_id,
-      entry.evidence_message_id,
-      entry.evidence_ip,
-      entry.channel_id,
-      entry.expires_at,
-      entry.actor_type,
-      entry.actor_id,
-      entry.created_at,
+export function consentInsert(db: D1Database, entry: NewConsent, orIgnore = false): D1PreparedStatement[] {
+  const statements = [
+    db
+      .prepare(
+        `INSERT ${orIgnore ? "OR IGNORE " : ""}INTO consents (id, tenant_id, subject_hash, purpose, status, method, notice_id, evidence_message_id, evidence_ip, channel_id, expires_at, actor_type, actor_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)`,
+      )
+      .bind(
+        entry.id,
+        entry.tenant_id,
+        entry.subject_hash,
+        entry.purpose,
+        entry.status,
+        entry.method,
+        entry.notice_id,
+        entry.evidence_message_id,
+        entry.channel_id,
+        entry.expires_at,
+        entry.actor_type,
+        entry.actor_id,
+        entry.created_at,
+      ),
+  ];
+  if (entry.evidence_ip !== null) {
+    statements.push(
+      db
+        .prepare("INSERT INTO consent_evidence (id, tenant_id, ip) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM consents WHERE id = ? AND tenant_id = ?)")
+        .bind(entry.id, entry.tenant_id, entry.evidence_ip, entry.id, entry.tenant_id),
     );
+  }
+  return statements;
+}
+
+/**
+ * The select list of a {@link ConsentRow} for the consent log aliased `alias`.
+ * `evidence_ip` is the rotatable copy in `consent_evidence`, or the log's own
+ * column for an entry written before that table existed.
+ */
+export function consentColumns(alias: string): string {
+  const own = ["seq", "id", "tenant_id", "subject_hash", "purpose", "status", "method", "notice_id", "evidence_message_id", "channel_id", "expires_at", "actor_type", "actor_id", "created_at"];
+  return [...own.map((c) => `${alias}.${c}`), `COALESCE((SELECT e.ip FROM consent_evidence e WHERE e.id = ${alias}.id), ${alias}.evidence_ip) AS evidence_ip`].join(", ");
 }
 
 /** Seals the IP a web form was sent from, bound to its consent entry. */
@@ -392,7 +411,7 @@ export async function applyKeyword(env: Env, input: KeywordInput): Promise<Keywo
   const id = newId("cns", now);
   const status: ConsentStatus = match.action === "opt_out" ? "withdrawn" : "granted";
   await env.DB.batch([
-    consentInsert(
+    ...consentInsert(
       env.DB,
       {
         id,
