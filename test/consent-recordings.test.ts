@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { toBase64, utf8 } from "../lib/encoding";
-import { api, createCustomChannel, createKey, createTenant, json, postCustom } from "./helpers";
+import { api, call, createCustomChannel, createKey, createTenant, json, postCustom } from "./helpers";
 
 const DAY = 86_400_000;
 
@@ -43,6 +43,10 @@ function audio(marker: string): Uint8Array<ArrayBuffer> {
 
 async function r2Prefix(prefix: string): Promise<string[]> {
   return (await env.FILES.list({ prefix })).objects.map((o) => o.key);
+}
+
+function putRawAudio(recordingId: string, key: string, contentType: string, body: Uint8Array): Promise<Response> {
+  return call(`/v1/recordings/${recordingId}/audio`, { method: "PUT", headers: { authorization: `Bearer ${key}`, "content-type": contentType }, body });
 }
 
 async function expectError(res: Response, status: number, code: string, path?: string) {
@@ -131,6 +135,33 @@ describe("recordings", () => {
     expect((await api("GET", `/v1/recordings/${rec.id}/audio`, ownerKey)).status).toBe(500);
   });
 
+  it("takes the audio as raw bytes, beyond what the JSON form allows, encrypted, and plays it back", async () => {
+    const { tenantId, ownerKey } = await createTenant();
+    const conv = await conversation(ownerKey);
+    await consent(ownerKey, "+393479100001", "recording", "granted");
+    const rec = (await json(await api("POST", `/v1/conversations/${conv}/recordings`, ownerKey))) as unknown as Recording;
+    // 3 MiB: over the JSON form's 700 KiB and the API's 1 MiB JSON body limit.
+    const marker = audio("RAW-AUDIO-MARKER");
+    const bytes = new Uint8Array(3 * 1024 * 1024);
+    for (let i = 0; i < bytes.length; i += marker.length) bytes.set(marker.subarray(0, Math.min(marker.length, bytes.length - i)), i);
+    const up = await putRawAudio(rec.id, ownerKey, "audio/ogg; codecs=opus", bytes);
+    expect(up.status, await up.clone().text()).toBe(200);
+    expect(await up.json()).toMatchObject({ status: "stored", size: bytes.length });
+    const [key] = await r2Prefix(`tenants/${tenantId}/recordings/${rec.id}/`);
+    const raw = new Uint8Array(await (await env.FILES.get(key ?? ""))!.arrayBuffer());
+    expect(raw.length).toBe(bytes.length + 12 + 16);
+    expect(new TextDecoder("latin1").decode(raw.subarray(0, 65536))).not.toContain("RAW-AUDIO-MARKER");
+    const back = await api("GET", `/v1/recordings/${rec.id}/audio`, ownerKey);
+    expect(back.status).toBe(200);
+    expect(back.headers.get("content-type")).toBe("audio/ogg");
+    const sha256 = async (b: BufferSource) => toBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", b)));
+    const played = new Uint8Array(await back.arrayBuffer());
+    expect(played.length).toBe(bytes.length);
+    expect(await sha256(played)).toBe(await sha256(bytes));
+    // Once only, whatever the form.
+    await expectError(await putRawAudio(rec.id, ownerKey, "audio/ogg", marker), 409, "conflict");
+  });
+
   it("stores nothing if a participant withdrew between the start and the upload", async () => {
     const { tenantId, ownerKey } = await createTenant();
     const conv = await conversation(ownerKey);
@@ -167,6 +198,15 @@ describe("recordings", () => {
     ] as const) {
       await expectError(await api("PUT", `/v1/recordings/${rec.id}/audio`, ownerKey, body), 400, "validation_error", path);
     }
+    // Raw bytes: an audio/* type, not empty, at most 10 MiB.
+    await expectError(await putRawAudio(rec.id, ownerKey, "text/plain", audio("x")), 415, "unsupported_media_type");
+    await expectError(await putRawAudio(rec.id, ownerKey, "application/octet-stream", audio("x")), 415, "unsupported_media_type");
+    await expectError(await putRawAudio(rec.id, ownerKey, `audio/${"x".repeat(61)}`, audio("x")), 415, "unsupported_media_type");
+    await expectError(await putRawAudio(rec.id, ownerKey, "audio/ogg", new Uint8Array(0)), 400, "validation_error", "(body)");
+    await expectError(await putRawAudio(rec.id, ownerKey, "audio/ogg", new Uint8Array(10 * 1024 * 1024 + 1)), 413, "payload_too_large");
+    await expectError(await putRawAudio(rec.id, await createKey(ownerKey, "viewer"), "audio/ogg", audio("x")), 403, "forbidden");
+    await expectError(await putRawAudio("rec_unknown", ownerKey, "audio/ogg", audio("x")), 404, "not_found");
+    await expectError(await api("PUT", `/v1/recordings/${rec.id}/audio`, ownerKey), 400, "validation_error");
     await expectError(await api("PUT", `/v1/recordings/rec_unknown/audio`, ownerKey, { contentType: "audio/ogg", data: toBase64(audio("x")) }), 404, "not_found");
     await expectError(await api("PUT", `/v1/recordings/${rec.id}/audio`, other.ownerKey, { contentType: "audio/ogg", data: toBase64(audio("x")) }), 404, "not_found");
     await expectError(await api("PUT", `/v1/recordings/${rec.id}/audio`, await createKey(ownerKey, "viewer"), { contentType: "audio/ogg", data: toBase64(audio("x")) }), 403, "forbidden");

@@ -18,7 +18,7 @@ import { knowledge } from "./knowledge";
 import { legalHolds } from "./legal-holds";
 import { notices } from "./notices";
 import { operator } from "./operator";
-import { conversationRecordings, recordings, voiceModels } from "./recordings";
+import { conversationRecordings, isRawAudioUpload, recordings, voiceModels } from "./recordings";
 import { redaction } from "./redact";
 import { retentionPolicies } from "./retention";
 import { settings } from "./settings";
@@ -66,9 +66,11 @@ app.use("/v1/*", rateLimit);
 app.use("/webhooks/*", rateLimit);
 app.use("/chat/*", rateLimit);
 const jsonBodyLimit = bodyLimit({ maxSize: API_BODY_LIMIT, onError: tooLarge(API_BODY_LIMIT) });
-// The attachment upload takes raw bytes: it is exempt from the JSON-only rule and applies its own (larger) body limit.
-app.use("/v1/*", (c, next) => (isAttachmentUpload(c.req.method, c.req.path) ? next() : jsonBodyLimit(c, next)));
-app.use("/v1/*", (c, next) => (isAttachmentUpload(c.req.method, c.req.path) ? next() : jsonOnly(c, next)));
+// The attachment upload and a recording's raw audio take bytes: they are exempt from the JSON-only
+// rule and apply their own (larger) body limits.
+const rawUpload = (c: Context<AppEnv>) => isAttachmentUpload(c.req.method, c.req.path) || isRawAudioUpload(c.req.method, c.req.path, c.req.header("content-type"));
+app.use("/v1/*", (c, next) => (rawUpload(c) ? next() : jsonBodyLimit(c, next)));
+app.use("/v1/*", (c, next) => (rawUpload(c) ? next() : jsonOnly(c, next)));
 app.use("/webhooks/*", bodyLimit({ maxSize: WEBHOOK_BODY_LIMIT, onError: tooLarge(WEBHOOK_BODY_LIMIT) }));
 
 app.get("/health", async (c) => {

@@ -6,10 +6,12 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { DecryptionError, sealBytes } from "../lib/crypto";
 import { fromBase64 } from "../lib/encoding";
 import { newId } from "../lib/ids";
 import { newDataKey, OBJECT_CIPHER, OBJECT_FORMAT, openObject, sealObject } from "../lib/consent/sealed-object";
+import { MEDIA_MAX_BYTES, mediaTypeEssence } from "../lib/media-fetch";
 import { isGranted, stateOf } from "../lib/consent/purposes";
 import { auditStatement, keyAudit } from "./support/audit";
 import { requireApiKey, requireScope } from "./support/auth";
@@ -24,7 +26,7 @@ import {
   type LatestEntry,
 } from "./support/consent-store";
 import type { AppEnv } from "./support/context";
-import { ApiError, conflict, forbidden, notFound } from "./support/errors";
+import { ApiError, conflict, forbidden, notFound, zodIssues } from "./support/errors";
 import { masterKeyring, openWithMasterKey } from "./support/keyring";
 import { bearerSecurity, createRouter, errorResponses } from "./support/router";
 
@@ -37,8 +39,21 @@ recordings.use("*", requireApiKey);
 export const voiceModels = createRouter();
 voiceModels.use("*", requireApiKey);
 
-/** Largest audio accepted per upload (the API takes JSON bodies of at most 1 MiB, so audio arrives base64-encoded). */
+/** Largest audio accepted base64-encoded inside a JSON body (the API takes JSON bodies of at most 1 MiB). */
 export const MAX_AUDIO_BYTES = 700 * 1024;
+/** Largest recording audio accepted as raw bytes (`PUT /v1/recordings/{id}/audio` with an `audio/*` Content-Type). */
+export const MAX_RAW_AUDIO_BYTES = MEDIA_MAX_BYTES;
+
+const RAW_AUDIO_PATH = /^\/v1\/recordings\/[^/]+\/audio\/?$/;
+const AUDIO_TYPE = /^audio\/[a-z0-9.+-]{1,60}$/;
+
+/**
+ * True for a recording's audio sent as raw bytes: app.ts exempts it from the JSON-only
+ * and 1 MiB rules of `/v1`, and the route applies its own limit ({@link MAX_RAW_AUDIO_BYTES}).
+ */
+export function isRawAudioUpload(method: string, path: string, contentType: string | undefined): boolean {
+  return method === "PUT" && RAW_AUDIO_PATH.test(path) && (mediaTypeEssence(contentType) ?? "").startsWith("audio/");
+}
 const MAX_EXTRA_PARTICIPANTS = 10;
 
 const issue = (path: string, message: string) => new ApiError(400, "validation_error", "request is invalid", [{ path, message }]);
@@ -86,7 +101,7 @@ async function getSealedObject(env: Env, objectKey: string, wrappedKey: string):
 
 const AudioBody = z
   .object({
-    contentType: z.string().regex(/^audio\/[a-z0-9.+-]{1,60}$/, "an audio/* media type"),
+    contentType: z.string().regex(AUDIO_TYPE, "an audio/* media type"),
     data: z
       .string()
       .min(1)
@@ -100,6 +115,23 @@ function decodeAudio(data: string, path: string): Uint8Array<ArrayBuffer> {
   if (!bytes || bytes.length === 0) throw issue(path, "not base64 audio");
   if (bytes.length > MAX_AUDIO_BYTES) throw issue(path, `audio over ${MAX_AUDIO_BYTES} bytes`);
   return bytes;
+}
+
+/** The audio of a `PUT /v1/recordings/{id}/audio`: raw bytes with an audio/* type, or the JSON form. */
+async function uploadedAudio(c: Context<AppEnv>): Promise<{ bytes: Uint8Array<ArrayBuffer>; contentType: string }> {
+  const header = c.req.header("content-type");
+  if (isRawAudioUpload(c.req.method, c.req.path, header)) {
+    const contentType = mediaTypeEssence(header) ?? "";
+    if (!AUDIO_TYPE.test(contentType)) throw new ApiError(415, "unsupported_media_type", "Content-Type must be an audio/* media type");
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    if (bytes.length > MAX_RAW_AUDIO_BYTES) throw new ApiError(413, "payload_too_large", `audio exceeds ${MAX_RAW_AUDIO_BYTES} bytes`);
+    if (bytes.length === 0) throw issue("(body)", "the audio is empty");
+    return { bytes, contentType };
+  }
+  // JSON (the only other type app.ts lets through); a request without a body fails here too.
+  const parsed = AudioBody.safeParse(await c.req.json().catch(() => undefined));
+  if (!parsed.success) throw new ApiError(400, "validation_error", "request is invalid", zodIssues(parsed.error));
+  return { bytes: decodeAudio(parsed.data.data, "data"), contentType: parsed.data.contentType };
 }
 
 // ---------------------------------------------------------------- recordings
@@ -303,20 +335,39 @@ recordings.openapi(
     path: "/{id}/audio",
     tags: ["Recordings"],
     summary: "Upload a started recording's audio (stored encrypted; once)",
-    description: "Consents are checked again: if a participant withdrew since the start, nothing is stored (409).",
+    description: `Either the raw audio bytes with their own \`audio/*\` Content-Type (at most ${MAX_RAW_AUDIO_BYTES} bytes), or JSON \`{ contentType, data }\` with the bytes base64-encoded (at most ${MAX_AUDIO_BYTES} bytes). Consents are checked again: if a participant withdrew since the start, nothing is stored (409).`,
     security: bearerSecurity,
-    request: { params: RecordingParam, body: { required: true, content: { "application/json": { schema: AudioBody } } } },
+    middleware: [
+      bodyLimit({
+        maxSize: MAX_RAW_AUDIO_BYTES,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", `audio exceeds ${MAX_RAW_AUDIO_BYTES} bytes`);
+        },
+      }),
+    ] as const,
+    request: {
+      params: RecordingParam,
+      body: {
+        required: false,
+        content: {
+          "application/json": { schema: AudioBody },
+          "audio/*": { schema: z.string().openapi({ format: "binary", description: "The audio bytes" }) },
+        },
+      },
+    },
     responses: {
       200: { description: "Stored", content: { "application/json": { schema: RecordingSchema } } },
       ...errorResponses,
       409: { description: "Already uploaded, or a participant's consent is no longer current" },
+      413: { description: `Raw audio over ${MAX_RAW_AUDIO_BYTES} bytes; nothing stored`, content: errorResponses[400].content },
+      415: { description: "Neither JSON nor an audio/* media type; nothing stored", content: errorResponses[400].content },
     },
   }),
   async (c) => {
     const auth = requireScope(c, "conversations:write");
     const row = await loadRecording(c, c.req.valid("param").id);
-    const body = c.req.valid("json");
-    const bytes = decodeAudio(body.data, "data");
+    const audio = await uploadedAudio(c);
+    const bytes = audio.bytes;
     if (row.status !== "recording") throw conflict("this recording's audio was already uploaded");
     const hashes = stringArray.parse(JSON.parse(row.participant_hashes));
     const { missing } = await recordingConsents(
@@ -331,13 +382,13 @@ recordings.openapi(
       const updated = await c.env.DB.prepare(
         "UPDATE recordings SET status = 'stored', object_key = ?, data_key = ?, data_key_id = ?, content_type = ?, size = ?, uploaded_at = ? WHERE id = ? AND tenant_id = ? AND status = 'recording'",
       )
-        .bind(sealed.objectKey, sealed.dataKey, sealed.dataKeyId, body.contentType, bytes.length, now, row.id, auth.tenantId)
+        .bind(sealed.objectKey, sealed.dataKey, sealed.dataKeyId, audio.contentType, bytes.length, now, row.id, auth.tenantId)
         .run();
       return updated.meta.changes > 0;
     });
     if (!stored) throw conflict("this recording's audio was already uploaded");
     await auditStatement(c.env.DB, keyAudit(auth, "recording.uploaded", "recording", row.id, { bytes: bytes.length })).run();
-    return c.json(recordingView({ ...row, status: "stored", object_key: sealed.objectKey, content_type: body.contentType, size: bytes.length, uploaded_at: now }), 200);
+    return c.json(recordingView({ ...row, status: "stored", object_key: sealed.objectKey, content_type: audio.contentType, size: bytes.length, uploaded_at: now }), 200);
   },
 );
 
