@@ -1,11 +1,12 @@
 /**
- * End to end: a keyword arrives through a real channel webhook, the
- * conversation object hands it to `applyKeyword` right after committing it,
- * queues the confirmation, and never runs the AI for it.
+ * The keyword suite, shared by the consent-keywords-*-integration test files
+ * (one per channel kind): a keyword arrives through a real channel webhook,
+ * the conversation object hands it to `applyKeyword` right after committing
+ * it, queues the confirmation, and never runs the AI for it.
  *
- * These tests need the conversation object's keyword hook (see README,
- * "Consent and outbound compliance"): until it is wired, the keyword tests
- * fail and the control test passes.
+ * One file per channel kind, because requests through the pool's
+ * `exports.default.fetch` get slower with every request a workerd instance
+ * has served (cloudflare/workers-sdk#15446): each file gets a fresh one.
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
@@ -21,7 +22,8 @@ const AUTH_TOKEN = "twilio-auth-token-0123456789";
 const APP_SECRET = "meta-app-secret-0123456789";
 const PHONE_NUMBER_ID = "106540352242922";
 
-type Kind = "twilio_sms" | "twilio_whatsapp" | "whatsapp_cloud" | "custom";
+/** The channel kinds the suite runs through. */
+export type Kind = "twilio_sms" | "twilio_whatsapp" | "whatsapp_cloud" | "custom";
 
 interface Setup {
   tenantId: string;
@@ -107,22 +109,25 @@ async function inbound(kind: Kind, s: Setup, phone: string, messageId: string, t
 /** Provider calls the conversation objects made (outbound deliveries), and any call to an AI provider. */
 let providerCalls: { url: string; body: string }[] = [];
 
-beforeEach(() => {
-  providerCalls = [];
-  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
-    const req = new Request(input, init);
-    const body = await req.text();
-    providerCalls.push({ url: req.url, body });
-    if (req.url.includes("api.twilio.com")) return Response.json({ sid: `SM${crypto.randomUUID().replace(/-/g, "")}`, status: "queued" }, { status: 201 });
-    if (req.url.includes("graph.facebook.com")) return Response.json({ messages: [{ id: `wamid.${crypto.randomUUID()}` }] });
-    if (req.url.startsWith("https://hooks.example.com/")) return Response.json({ id: crypto.randomUUID() });
-    return new Response("unexpected request in test", { status: 599 });
+/** Stands in for the providers (Twilio, Meta, a custom callback) for every test of the calling file. */
+export function stubProviders(): void {
+  beforeEach(() => {
+    providerCalls = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const req = new Request(input, init);
+      const body = await req.text();
+      providerCalls.push({ url: req.url, body });
+      if (req.url.includes("api.twilio.com")) return Response.json({ sid: `SM${crypto.randomUUID().replace(/-/g, "")}`, status: "queued" }, { status: 201 });
+      if (req.url.includes("graph.facebook.com")) return Response.json({ messages: [{ id: `wamid.${crypto.randomUUID()}` }] });
+      if (req.url.startsWith("https://hooks.example.com/")) return Response.json({ id: crypto.randomUUID() });
+      return new Response("unexpected request in test", { status: 599 });
+    });
   });
-});
 
-afterEach(() => {
-  vi.restoreAllMocks();
-});
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+}
 
 async function conversationOf(s: Setup, phone: string): Promise<string> {
   const { subjectHash } = (await json(await api("GET", `/v1/consents?subject=${encodeURIComponent(phone)}`, s.ownerKey))) as { subjectHash: string };
@@ -213,9 +218,8 @@ function spellings(word: string): string[] {
 let phoneCounter = 0;
 const nextPhone = () => `+39347${String(1_000_000 + ++phoneCounter * 7).padStart(7, "0")}`;
 
-const KINDS: Kind[] = ["twilio_sms", "twilio_whatsapp", "whatsapp_cloud", "custom"];
-
-for (const kind of KINDS) {
+/** Every keyword, in three spellings, through the webhook of one channel kind. */
+export function keywordSuite(kind: Kind): void {
   // Each test drives three spellings through real webhooks and alarms: allow for a loaded machine.
   describe(`keywords through the ${kind} webhook`, { timeout: 90_000 }, () => {
     let s: Setup;
@@ -286,17 +290,20 @@ for (const kind of KINDS) {
   });
 }
 
-describe("control: an ordinary message does reach the AI", { timeout: 90_000 }, () => {
-  it("is decided by the AI pipeline and leaves consent untouched (so the checks above are not vacuous)", async () => {
-    for (const kind of ["twilio_sms", "custom"] as const satisfies readonly ChannelType[]) {
-      const s = await setup(kind);
-      const phone = nextPhone();
-      await inbound(kind, s, phone, `in-${phone}-1`, "Please stop by the shop tomorrow, what time do you open?");
-      const conversationId = await conversationOf(s, phone);
-      await settle(conversationId, 10);
-      expect(await stateFor(s, phone, PURPOSE[kind])).toBe("none");
-      const health = (await json(await api("GET", "/v1/agent-health", s.ownerKey))) as { totals: Record<string, number> };
-      expect(Object.values(health.totals).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    }
+/** The control: an ordinary message is decided by the AI, so the keyword checks are not vacuous. */
+export function controlSuite(): void {
+  describe("control: an ordinary message does reach the AI", { timeout: 90_000 }, () => {
+    it("is decided by the AI pipeline and leaves consent untouched (so the checks above are not vacuous)", async () => {
+      for (const kind of ["twilio_sms", "custom"] as const satisfies readonly ChannelType[]) {
+        const s = await setup(kind);
+        const phone = nextPhone();
+        await inbound(kind, s, phone, `in-${phone}-1`, "Please stop by the shop tomorrow, what time do you open?");
+        const conversationId = await conversationOf(s, phone);
+        await settle(conversationId, 10);
+        expect(await stateFor(s, phone, PURPOSE[kind])).toBe("none");
+        const health = (await json(await api("GET", "/v1/agent-health", s.ownerKey))) as { totals: Record<string, number> };
+        expect(Object.values(health.totals).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+      }
+    });
   });
-});
+}

@@ -1,0 +1,5 @@
+/** Consent keywords through the custom webhook (the suite: consent-keywords-suite.ts). */
+import { keywordSuite, stubProviders } from "./consent-keywords-suite";
+
+stubProviders();
+keywordSuite("custom");

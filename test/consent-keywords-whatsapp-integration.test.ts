@@ -1,0 +1,5 @@
+/** Consent keywords through the twilio_whatsapp webhook (the suite: consent-keywords-suite.ts). */
+import { keywordSuite, stubProviders } from "./consent-keywords-suite";
+
+stubProviders();
+keywordSuite("twilio_whatsapp");
