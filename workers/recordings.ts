@@ -54,6 +54,7 @@ const AUDIO_TYPE = /^audio\/[a-z0-9.+-]{1,60}$/;
 export function isRawAudioUpload(method: string, path: string, contentType: string | undefined): boolean {
   return method === "PUT" && RAW_AUDIO_PATH.test(path) && (mediaTypeEssence(contentType) ?? "").startsWith("audio/");
 }
+
 const MAX_EXTRA_PARTICIPANTS = 10;
 
 const issue = (path: string, message: string) => new ApiError(400, "validation_error", "request is invalid", [{ path, message }]);
