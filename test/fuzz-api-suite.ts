@@ -1,6 +1,9 @@
 /**
  * Property tests over every public API operation, enumerated from the app's own
- * OpenAPI document (so a new route is fuzzed without touching this file).
+ * OpenAPI document (so a new route is fuzzed without touching this file). The
+ * operations are split between the fuzz-api-part-*.test.ts files: requests through
+ * the pool's `exports.default.fetch` slow down with every request a workerd
+ * instance has served (cloudflare/workers-sdk#15446), and each file gets a fresh one.
  * Hostile path params, query strings, headers and bodies must never produce a 5xx
  * or a stack trace, every error must carry `{ error: { code, message } }`, and a
  * refused request must leave D1 and the conversation object as they were.
@@ -335,93 +338,102 @@ async function expectNothingStored(op: Operation, statuses: number[], before: Re
 
 // ------------------------------------------------------------------ the properties
 
-/** fast-check runs per operation, on top of the fixed hostile classics (keeps the file well under a minute). */
+/** fast-check runs per operation, on top of the fixed hostile classics (keeps each part well under a minute). */
 const RUNS_PER_READ = 2;
 const RUNS_PER_WRITE = 3;
 
-let operations: Operation[] = [];
+/**
+ * Fuzzes part `part` (0-based) of `parts`: the operations whose index in the document is
+ * `part` modulo `parts`, against a fixture tenant of the calling file's own.
+ */
+export function fuzzApiSuite(part: number, parts: number): void {
+  let allOperations: Operation[] = [];
+  let operations: Operation[] = [];
 
-beforeAll(async () => {
-  // A well-formed checkout reaches Stripe; it must get Stripe's answer, not a DNS failure (a documented 502).
-  stubStripe();
-  const doc = documentSchema.parse(await (await call("/v1/openapi.json")).json());
-  components = doc.components?.schemas ?? {};
-  operations = operationsOf(doc);
-  const tenant = await createTenant("Fuzz");
-  const channel = await createCustomChannel(tenant.ownerKey);
-  const first = (await (await postCustom(channel.id, channel.secret, { type: "message", id: "fuzz-seed", from: "+393330000099", text: "seed" })).json()) as { conversationId: string };
-  const messageCount = async () => {
-    const res = await api("GET", `/v1/conversations/${first.conversationId}`, tenant.ownerKey);
-    return res.status === 200 ? Number(((await res.json()) as { messageCount: number }).messageCount) : -1;
-  };
-  fx = { tenant, conversationId: first.conversationId, channelId: channel.id, messageCount };
-  // Reads may seed per-tenant defaults on first use (notices, policies): do that before anything is counted.
-  for (const op of operations.filter((o) => o.method === "get")) {
-    await (await api("GET", op.template.replace(/\{\w+\}/g, first.conversationId), tenant.ownerKey)).body?.cancel();
-  }
-}, 60_000);
-
-afterAll(() => {
-  vi.restoreAllMocks();
-});
-
-describe("API fuzzing (every operation of /v1/openapi.json)", () => {
-  it("the document lists the API", () => {
-    expect(operations.length).toBeGreaterThan(40);
-    const ids = new Set(operations.map((o) => `${o.method} ${o.template}`));
-    for (const id of ["post /v1/tenants", "get /v1/conversations", "post /v1/conversations/{id}/messages", "post /v1/redact", "patch /v1/settings", "post /v1/dsr", "post /v1/operator/rotate-master-key"]) {
-      expect(ids, id).toContain(id);
+  beforeAll(async () => {
+    // A well-formed checkout reaches Stripe; it must get Stripe's answer, not a DNS failure (a documented 502).
+    stubStripe();
+    const doc = documentSchema.parse(await (await call("/v1/openapi.json")).json());
+    components = doc.components?.schemas ?? {};
+    allOperations = operationsOf(doc);
+    operations = allOperations.filter((_, i) => i % parts === part);
+    const tenant = await createTenant("Fuzz");
+    const channel = await createCustomChannel(tenant.ownerKey);
+    const first = (await (await postCustom(channel.id, channel.secret, { type: "message", id: "fuzz-seed", from: "+393330000099", text: "seed" })).json()) as { conversationId: string };
+    const messageCount = async () => {
+      const res = await api("GET", `/v1/conversations/${first.conversationId}`, tenant.ownerKey);
+      return res.status === 200 ? Number(((await res.json()) as { messageCount: number }).messageCount) : -1;
+    };
+    fx = { tenant, conversationId: first.conversationId, channelId: channel.id, messageCount };
+    // Reads may seed per-tenant defaults on first use (notices, policies): do that before anything is counted.
+    for (const op of allOperations.filter((o) => o.method === "get")) {
+      await (await api("GET", op.template.replace(/\{\w+\}/g, first.conversationId), tenant.ownerKey)).body?.cancel();
     }
+  }, 60_000);
+
+  afterAll(() => {
+    vi.restoreAllMocks();
   });
 
-  it("header values the fetch API accepts but browsers would not (non-ASCII) are handled", async () => {
-    for (const value of ["Bearer ÿÿÿ", `Bearer ${fx.tenant.ownerKey}é`]) {
-      const status = await check({ op: operations.find((o) => o.template === "/v1/conversations" && o.method === "get") ?? (operations[0] as Operation), params: [], query: "", authorization: value, contentType: null, body: { kind: "none", bytes: null }, headers: { "x-forwarded-for": "é" } });
-      expect(status).toBe(401);
-    }
-  });
-
-  it("hostile classics on every operation: 4xx with the error shape, nothing stored", { timeout: 240_000 }, async () => {
-    const hugeJson = JSON.stringify({ text: "x".repeat(API_BODY_LIMIT) });
-    for (const op of operations) {
-      const base: Sample = { op, params: op.pathParams.map(() => fx.conversationId), query: "", authorization: `Bearer ${fx.tenant.ownerKey}`, contentType: "application/json", body: { kind: "none", bytes: null }, headers: {} };
-      const platform = op.template.startsWith("/v1/operator") || op.template.startsWith("/v1/tenants") ? { authorization: `Bearer ${PLATFORM_KEY}` } : {};
-      const samples: Sample[] = [
-        { ...base, ...platform, params: op.pathParams.map(() => "%ff%00..%2F"), query: "__proto__[polluted]=1&constructor[prototype][x]=1&limit=%ff&cursor=" + "A".repeat(5000) },
-        { ...base, ...platform, authorization: null },
-      ];
-      if (op.body) {
-        samples.push(
-          { ...base, ...platform, body: { kind: "deep-array", bytes: deepArray } },
-          { ...base, ...platform, body: { kind: "deep-object", bytes: deepObject } },
-          { ...base, ...platform, body: { kind: "proto", bytes: withProtoKeys("{}") } },
-          { ...base, ...platform, body: { kind: "invalid-utf8", bytes: new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]) } },
-          { ...base, ...platform, body: { kind: "huge", bytes: hugeJson } },
-          { ...base, ...platform, contentType: "text/plain", body: { kind: "text", bytes: "a=b\u0000" } },
-          // Well formed and minimal: reaches the handler (and any provider behind it) on operations whose fields are all optional.
-          { ...base, ...platform, body: { kind: "empty-object", bytes: "{}" } },
-        );
+  describe(`API fuzzing (every operation of /v1/openapi.json, part ${part + 1} of ${parts})`, () => {
+    it("the document lists the API, and this part fuzzes its share", () => {
+      expect(allOperations.length).toBeGreaterThan(40);
+      expect(operations.length).toBeGreaterThan(0);
+      const ids = new Set(allOperations.map((o) => `${o.method} ${o.template}`));
+      for (const id of ["post /v1/tenants", "get /v1/conversations", "post /v1/conversations/{id}/messages", "post /v1/redact", "patch /v1/settings", "post /v1/dsr", "post /v1/operator/rotate-master-key"]) {
+        expect(ids, id).toContain(id);
       }
-      const before = await tableCounts();
-      const statuses = await Promise.all(samples.map(check));
-      await expectNothingStored(op, statuses, before);
-    }
-  });
+    });
 
-  it("random hostile requests (fast-check) on every operation", { timeout: 240_000 }, async () => {
-    for (const op of operations) {
-      const before = await tableCounts();
-      const statuses: number[] = [];
-      await fc.assert(
-        fc.asyncProperty(sampleFor(op), async (s) => {
-          statuses.push(await check(s));
-        }),
-        { numRuns: op.method === "get" ? RUNS_PER_READ : RUNS_PER_WRITE, endOnFailure: true },
+    it("header values the fetch API accepts but browsers would not (non-ASCII) are handled", async () => {
+      for (const value of ["Bearer ÿÿÿ", `Bearer ${fx.tenant.ownerKey}é`]) {
+        const status = await check({ op: allOperations.find((o) => o.template === "/v1/conversations" && o.method === "get") ?? (allOperations[0] as Operation), params: [], query: "", authorization: value, contentType: null, body: { kind: "none", bytes: null }, headers: { "x-forwarded-for": "é" } });
+        expect(status).toBe(401);
+      }
+    });
+
+    it("hostile classics on every operation: 4xx with the error shape, nothing stored", { timeout: 240_000 }, async () => {
+      const hugeJson = JSON.stringify({ text: "x".repeat(API_BODY_LIMIT) });
+      for (const op of operations) {
+        const base: Sample = { op, params: op.pathParams.map(() => fx.conversationId), query: "", authorization: `Bearer ${fx.tenant.ownerKey}`, contentType: "application/json", body: { kind: "none", bytes: null }, headers: {} };
+        const platform = op.template.startsWith("/v1/operator") || op.template.startsWith("/v1/tenants") ? { authorization: `Bearer ${PLATFORM_KEY}` } : {};
+        const samples: Sample[] = [
+          { ...base, ...platform, params: op.pathParams.map(() => "%ff%00..%2F"), query: "__proto__[polluted]=1&constructor[prototype][x]=1&limit=%ff&cursor=" + "A".repeat(5000) },
+          { ...base, ...platform, authorization: null },
+        ];
+        if (op.body) {
+          samples.push(
+            { ...base, ...platform, body: { kind: "deep-array", bytes: deepArray } },
+            { ...base, ...platform, body: { kind: "deep-object", bytes: deepObject } },
+            { ...base, ...platform, body: { kind: "proto", bytes: withProtoKeys("{}") } },
+            { ...base, ...platform, body: { kind: "invalid-utf8", bytes: new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]) } },
+            { ...base, ...platform, body: { kind: "huge", bytes: hugeJson } },
+            { ...base, ...platform, contentType: "text/plain", body: { kind: "text", bytes: "a=b\u0000" } },
+            // Well formed and minimal: reaches the handler (and any provider behind it) on operations whose fields are all optional.
+            { ...base, ...platform, body: { kind: "empty-object", bytes: "{}" } },
+          );
+        }
+        const before = await tableCounts();
+        const statuses = await Promise.all(samples.map(check));
+        await expectNothingStored(op, statuses, before);
+      }
+    });
+
+    it("random hostile requests (fast-check) on every operation", { timeout: 240_000 }, async () => {
+      for (const op of operations) {
+        const before = await tableCounts();
+        const statuses: number[] = [];
+        await fc.assert(
+          fc.asyncProperty(sampleFor(op), async (s) => {
+            statuses.push(await check(s));
+          }),
+          { numRuns: op.method === "get" ? RUNS_PER_READ : RUNS_PER_WRITE, endOnFailure: true },
+        );
+        await expectNothingStored(op, statuses, before);
+      }
+      console.log(
+        `fuzz-api: ${operations.length} operations, ${stats.sent} requests sent, ${stats.refusedByFetch} refused by the fetch API, ${stats.ok} 2xx/3xx; statuses ${JSON.stringify(Object.fromEntries([...stats.byStatus].sort((a, b) => a[0] - b[0])))}`,
       );
-      await expectNothingStored(op, statuses, before);
-    }
-    console.log(
-      `fuzz-api: ${operations.length} operations, ${stats.sent} requests sent, ${stats.refusedByFetch} refused by the fetch API, ${stats.ok} 2xx/3xx; statuses ${JSON.stringify(Object.fromEntries([...stats.byStatus].sort((a, b) => a[0] - b[0])))}`,
-    );
+    });
   });
-});
+}
